@@ -1,0 +1,32 @@
+"""One config per benchmark; each module has ``get_config() -> ExperimentConfig``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+
+from ngm_jax.optimizers import OPTIMIZERS
+from ngm_jax.train import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """A benchmark, the optimizers to compare, the seeds, and the training config."""
+
+  benchmark: str
+  train: TrainConfig
+  optimizers: tuple[str, ...] = OPTIMIZERS
+  seeds: int = 5
+
+
+def available() -> list[str]:
+  """Names of the benchmark configs in this package."""
+  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.ispkg)
+
+
+def get_config(name: str) -> ExperimentConfig:
+  """The config of benchmark ``name``; ValueError names the known ones."""
+  if name not in available():
+    raise ValueError(f"Unknown benchmark {name!r}; choose from {', '.join(available())}.")
+  return importlib.import_module(f"{__name__}.{name}").get_config()

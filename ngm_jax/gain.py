@@ -1,0 +1,203 @@
+"""Noradrenergic gain modulation (NGM) as an optax transformation.
+
+A gain-modulated layer computes with effective weights ``W_eff = g · W``. The
+gradient is taken with respect to the raw ``W``, so a step of size ``lr`` on
+``W`` is a step of ``lr · g²`` on ``W_eff``. The gain follows the network's
+uncertainty, one update per optimizer step::
+
+    g ← γ·g + (1 − γ)·g0 + η·H
+
+where ``H`` is the mean softmax entropy (nats) of the current training
+minibatch, taken from the same forward pass as the loss.
+
+Order within one training step (see :mod:`ngm_jax.train`):
+
+1. build ``W_eff = effective_params(params, gain_of(opt_state), mask)``;
+2. forward pass with ``W_eff``; loss gradient with respect to the raw params;
+   ``H = entropy(logits)`` from the same forward pass, without a gradient;
+3. ``updates, opt_state = tx.update(grads, opt_state, params, entropy=H)``,
+   which moves the gain used by the *next* step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "GainModulationState",
+    "gain_modulation",
+    "ngm_sgd",
+    "gain_of",
+    "effective_params",
+    "entropy",
+]
+
+
+class GainModulationState(NamedTuple):
+  """State of :func:`gain_modulation`.
+
+  Attributes:
+    gain: the gain ``g`` (float32 scalar, unitless) used by the next forward
+      pass.
+  """
+
+  gain: jax.Array
+
+
+def _concrete_float(value: Any) -> float | None:
+  """``float(value)`` when it is known at trace time, ``None`` for a tracer."""
+  try:
+    return float(value)
+  except (jax.errors.ConcretizationTypeError, TypeError):
+    return None
+
+
+def _validate(gamma: Any, g0: Any, eta: Any) -> None:
+  checks = (
+      ("gamma", gamma, lambda v: 0.0 <= v < 1.0, "[0, 1)"),
+      ("g0", g0, lambda v: v > 0.0, "(0, inf)"),
+      ("eta", eta, lambda v: v >= 0.0, "[0, inf)"),
+  )
+  for name, value, ok, allowed in checks:
+    v = _concrete_float(value)
+    if v is None:  # a traced hyperparameter (inject_hyperparams under jit)
+      continue
+    if not math.isfinite(v) or not ok(v):
+      raise ValueError(
+          f"gain_modulation: {name}={value!r} is not allowed; {name} must be a"
+          f" finite number in {allowed}."
+      )
+
+
+def gain_modulation(
+    gamma: float = 0.9, g0: float = 1.0, eta: float = 0.4
+) -> optax.GradientTransformationExtraArgs:
+  """The NGM gain dynamics, ``g ← γ·g + (1 − γ)·g0 + η·H``.
+
+  The updates pass through unchanged; only the gain in the state moves. Chain
+  it in front of any optimizer, e.g. ``optax.chain(gain_modulation(),
+  optax.adam(1e-3))``, and read the gain with :func:`gain_of`.
+
+  Args:
+    gamma: γ, the gain's retention per step, in ``[0, 1)``.
+    g0: g0, the resting gain the gain relaxes to, ``> 0``. Also the initial
+      gain.
+    eta: η, the gain added per nat of minibatch entropy, ``>= 0``. ``eta=0``
+      holds the gain constant at ``g0`` (the constant-gain ablation).
+
+  Returns:
+    A transformation whose ``update(updates, state, params=None, *, entropy,
+    **extra_args)`` needs the minibatch entropy ``H`` (nats, scalar) as a
+    keyword argument; other extra arguments are accepted and ignored.
+
+  Raises:
+    ValueError: if a hyperparameter is not finite or outside its range.
+  """
+  _validate(gamma, g0, eta)
+
+  def init_fn(params):
+    del params
+    return GainModulationState(gain=jnp.asarray(g0, dtype=jnp.float32))
+
+  def update_fn(updates, state, params=None, *, entropy, **extra_args):
+    del params, extra_args
+    new_gain = gamma * state.gain + (1.0 - gamma) * g0 + eta * entropy
+    return updates, GainModulationState(
+        gain=jnp.asarray(new_gain, dtype=jnp.float32)
+    )
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def ngm_sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    gamma: float = 0.9,
+    g0: float = 1.0,
+    eta: float = 0.4,
+) -> optax.GradientTransformationExtraArgs:
+  """NGM-SGD: :func:`gain_modulation` chained with plain SGD.
+
+  Args:
+    learning_rate: the SGD step size on the raw weights (the step on the
+      effective weights is ``learning_rate · g²``).
+    gamma, g0, eta: see :func:`gain_modulation`.
+  """
+  return optax.chain(
+      gain_modulation(gamma=gamma, g0=g0, eta=eta), optax.sgd(learning_rate)
+  )
+
+
+_NO_GAIN = object()
+
+
+def gain_of(opt_state: optax.OptState, default: Any = _NO_GAIN) -> jax.Array:
+  """The gain held anywhere in an optimizer state (a chain, a partition, ...).
+
+  Args:
+    opt_state: the state of a transformation containing one
+      :func:`gain_modulation`.
+    default: returned when the state holds no gain. Without it, a state with
+      no gain raises.
+
+  Returns:
+    The gain, float32, shape ``[]`` (or ``[seeds]`` under ``vmap``).
+
+  Raises:
+    KeyError: if the state holds no gain and no default is given, or more than
+      one gain.
+  """
+  found = optax.tree.get(opt_state, "gain", default=_NO_GAIN)
+  if found is _NO_GAIN:
+    if default is _NO_GAIN:
+      raise KeyError(
+          "gain_of: the optimizer state holds no 'gain'; chain"
+          " ngm_jax.gain_modulation(...) into the optimizer, or pass default=."
+      )
+    return default
+  return found
+
+
+Mask = Union[Any, Callable[[Any], Any]]
+
+
+def effective_params(params: Any, gain: jax.Array, mask: Mask) -> Any:
+  """``W_eff = g · W`` on the leaves the mask selects, other leaves untouched.
+
+  Args:
+    params: a params pytree.
+    gain: the gain ``g`` (scalar).
+    mask: a pytree of bools with the structure of ``params`` (or a prefix of
+      it), or a callable ``params -> mask``, as in ``optax.masked``. ``True``
+      marks a gain-modulated leaf (the kernels of gain-modulated layers).
+
+  Returns:
+    A pytree like ``params``, with the selected leaves multiplied by ``gain``
+    in their own dtype.
+  """
+  if callable(mask):
+    mask = mask(params)
+
+  def scale(selected, subtree):
+    if not selected:
+      return subtree
+    return jax.tree.map(lambda w: w * jnp.asarray(gain, w.dtype), subtree)
+
+  return jax.tree.map(scale, mask, params)
+
+
+def entropy(logits: jax.Array) -> jax.Array:
+  """Mean softmax entropy ``H`` over a batch, in nats.
+
+  Args:
+    logits: ``[batch, classes]`` unnormalised log-probabilities.
+
+  Returns:
+    Scalar float32, ``mean_b −Σ_c p_bc log p_bc``, in ``[0, log classes]``.
+  """
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))

@@ -1,0 +1,181 @@
+"""Stability-gap metrics: pure functions of accuracy curves.
+
+Task-1 metrics (the paper's), on a Task-1 accuracy curve ``a`` of shape
+``[..., K·P]`` with ``P`` points per task block (``P = I / eval_every``):
+
+- ``final_k``: the last value of block ``k``; ``min_k``: its minimum.
+- avg-ACC ``= mean_k final_k``.
+- ``SG_k = (final_k − min_{k+1}) / final_k`` for ``k = 1..K−1``; avg-SG is
+  their mean.
+- avg-min-ACC ``= mean of min_k over blocks 2..K``.
+- WC-ACC ``= (1/K)·final_K + (1 − 1/K)·avg-min-ACC``.
+
+De Lange et al.'s continual-evaluation metrics, on per-task curves
+``[..., P_all, K]`` recorded at iterations ``t``:
+
+- min-ACC ``= mean over tasks j < K of min_{t > end of task j} a_j(t)``.
+- WC-ACC ``= (1/K)·a_K(T) + (1 − 1/K)·min-ACC`` with ``a_K(T)`` the last
+  task's final accuracy.
+
+Leading axes (seeds, ...) are kept throughout; :func:`summarize` reduces the
+seed axis to mean ± standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+__all__ = [
+    "task_blocks",
+    "task1_metrics",
+    "de_lange_metrics",
+    "mean_and_stderr",
+    "summarize",
+    "TABLE_METRICS",
+]
+
+#: The columns of the paper's Table 1, in order.
+TABLE_METRICS = ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg")
+
+
+def task_blocks(curve: np.ndarray, num_tasks: int) -> np.ndarray:
+  """``[..., K·P]`` → ``[..., K, P]``: the curve cut into task blocks."""
+  curve = np.asarray(curve, dtype=np.float64)
+  if curve.shape[-1] % num_tasks:
+    raise ValueError(
+        f"A curve of {curve.shape[-1]} points cannot be cut into {num_tasks}"
+        " equal task blocks."
+    )
+  return curve.reshape(curve.shape[:-1] + (num_tasks, -1))
+
+
+def task1_metrics(task1_acc: np.ndarray, num_tasks: int) -> dict[str, np.ndarray]:
+  """The paper's metrics of a Task-1 accuracy curve ``[..., K·P]``.
+
+  Returns:
+    ``final`` and ``min`` ``[..., K]``; ``sg`` ``[..., K−1]``; ``avg_acc``,
+    ``avg_min_acc``, ``wc_acc``, ``avg_sg`` ``[...]``. Accuracies keep the
+    curve's unit (fractions in, fractions out); SG is a fraction of final_k.
+  """
+  if num_tasks < 2:
+    raise ValueError(f"num_tasks={num_tasks}: the metrics need at least 2 tasks.")
+  blocks = task_blocks(task1_acc, num_tasks)
+  final, minimum = blocks[..., -1], blocks.min(axis=-1)
+  sg = (final[..., :-1] - minimum[..., 1:]) / final[..., :-1]
+  avg_min = minimum[..., 1:].mean(axis=-1)
+  k = num_tasks
+  return {
+      "final": final,
+      "min": minimum,
+      "sg": sg,
+      "avg_acc": final.mean(axis=-1),
+      "avg_min_acc": avg_min,
+      "wc_acc": final[..., -1] / k + (1.0 - 1.0 / k) * avg_min,
+      "avg_sg": sg.mean(axis=-1),
+  }
+
+
+def de_lange_metrics(
+    task_acc: np.ndarray, iterations: np.ndarray, iterations_per_task: int
+) -> dict[str, np.ndarray]:
+  """De Lange et al.'s per-task min-ACC and WC-ACC at the end of the stream.
+
+  Args:
+    task_acc: ``[..., P_all, K]`` accuracy on each task's test set.
+    iterations: ``[P_all]`` the iteration of each point (1-based).
+    iterations_per_task: I; task ``j`` (0-based) ends at iteration ``(j+1)·I``.
+
+  Returns:
+    ``final_per_task`` ``[..., K]`` (every task's accuracy at the end),
+    ``min_per_task`` ``[..., K−1]`` (each old task's minimum after it was
+    learned), ``min_acc`` and ``wc_acc`` ``[...]``, and ``final_acc_all``
+    ``[...]`` (mean final accuracy over all tasks).
+  """
+  task_acc = np.asarray(task_acc, dtype=np.float64)
+  iterations = np.asarray(iterations)
+  k = task_acc.shape[-1]
+  if k < 2:
+    raise ValueError(f"{k} task(s): min-ACC needs at least 2 tasks.")
+  mins = []
+  for j in range(k - 1):
+    after = iterations > (j + 1) * iterations_per_task
+    if not after.any():
+      raise ValueError(f"No evaluation point after the end of task {j + 1}.")
+    mins.append(task_acc[..., after, j].min(axis=-1))
+  min_per_task = np.stack(mins, axis=-1)
+  min_acc = min_per_task.mean(axis=-1)
+  final = task_acc[..., -1, :]
+  return {
+      "final_per_task": final,
+      "min_per_task": min_per_task,
+      "min_acc": min_acc,
+      "wc_acc": final[..., -1] / k + (1.0 - 1.0 / k) * min_acc,
+      "final_acc_all": final.mean(axis=-1),
+  }
+
+
+def mean_and_stderr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and standard error (``std(ddof=1) / sqrt(n)``) over ``axis``.
+
+  With a single value the standard error is NaN (undefined), not 0.
+  """
+  values = np.asarray(values, dtype=np.float64)
+  n = values.shape[axis]
+  mean = values.mean(axis=axis)
+  if n < 2:
+    return mean, np.full_like(mean, np.nan)
+  return mean, values.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def _to_json(x):
+  """Array → nested lists of floats, with ``None`` for a non-finite value."""
+  x = np.asarray(x, dtype=np.float64)
+  if x.ndim == 0:
+    return float(x) if math.isfinite(x) else None
+  return [_to_json(v) for v in x]
+
+
+def summarize(
+    curves: Mapping[str, np.ndarray],
+    num_tasks: int,
+    iterations_per_task: int,
+    task_iterations: np.ndarray,
+) -> dict[str, dict]:
+  """All metrics of one optimizer's curves ``[seed, ...]``.
+
+  Each metric is reported three ways: ``per_seed``; ``mean`` ± ``stderr`` over
+  seeds; and ``of_mean_curve``, the metric computed once on the
+  seed-averaged curve (as the paper's own scripts did).
+
+  Args:
+    curves: at least ``task1_acc`` ``[S, K·P]`` and ``task_acc``
+      ``[S, P_all, K]``.
+    num_tasks: K.
+    iterations_per_task: I.
+    task_iterations: ``[P_all]`` iterations of the ``task_acc`` points.
+
+  Returns:
+    ``{metric: {"per_seed", "mean", "stderr", "of_mean_curve"}}`` of plain
+    Python floats and lists (JSON-ready; an undefined value is ``None``).
+  """
+  task1 = np.asarray(curves["task1_acc"], dtype=np.float64)
+  tasks = np.asarray(curves["task_acc"], dtype=np.float64)
+  per_seed = task1_metrics(task1, num_tasks)
+  on_mean = task1_metrics(task1.mean(axis=0), num_tasks)
+  dl = de_lange_metrics(tasks, task_iterations, iterations_per_task)
+  dl_mean = de_lange_metrics(tasks.mean(axis=0), task_iterations, iterations_per_task)
+  per_seed.update({f"dl_{k}": v for k, v in dl.items()})
+  on_mean.update({f"dl_{k}": v for k, v in dl_mean.items()})
+  out = {}
+  for name, values in per_seed.items():
+    mean, se = mean_and_stderr(values, axis=0)
+    out[name] = {
+        "per_seed": _to_json(values),
+        "mean": _to_json(mean),
+        "stderr": _to_json(se),
+        "of_mean_curve": _to_json(on_mean[name]),
+    }
+  return out

@@ -1,0 +1,115 @@
+"""Figures in the paper's form (matplotlib, Agg backend; no screen needed)."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from ngm_jax.metrics import mean_and_stderr, task_blocks
+
+__all__ = ["COLOURS", "LABELS", "plot_stability_gap"]
+
+#: The paper's colours.
+COLOURS = {
+    "ngm_sgd": "tab:orange",
+    "msgd": "tab:blue",
+    "adam": "tab:green",
+    "sgd": "tab:grey",
+    "g0_sgd": "tab:purple",
+}
+LABELS = {
+    "ngm_sgd": "NGM-SGD",
+    "msgd": "MSGD",
+    "adam": "Adam",
+    "sgd": "SGD",
+    "g0_sgd": "constant gain",
+}
+
+
+def _band(ax, x, values, colour, label):
+  mean, se = mean_and_stderr(values, axis=0)
+  ax.plot(x, mean, color=colour, lw=1.2, label=label)
+  if values.shape[0] > 1:
+    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.25, lw=0)
+  return mean, se
+
+
+def plot_stability_gap(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    iterations: Mapping[str, np.ndarray],
+    num_tasks: int,
+    iterations_per_task: int,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+    optimizers: Sequence[str] | None = None,
+):
+  """The paper's Figure 3 for one benchmark: three rows against iteration.
+
+  Top, Task-1 test accuracy (%) zoomed on the dips, with a dot at each later
+  task's minimum; middle, Task-1 test loss; bottom, the gain (optimizers
+  without a gain, whose gain is identically 1, are left out of this row).
+  Lines are the mean over seeds, bands ± one standard error; dotted vertical
+  lines mark task boundaries.
+
+  Args:
+    curves: ``{optimizer: {"task1_acc", "task1_loss", "gain": [seed, ...]}}``.
+    iterations: ``{"task1": [P], "step": [T]}`` iteration of each point.
+    num_tasks, iterations_per_task: K and I.
+    title: figure title.
+    path: if given, the figure is saved there (PNG at 150 dpi) and closed.
+    optimizers: which optimizers to draw, in order (default: all).
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+  """
+  optimizers = list(optimizers or curves)
+  fig, (ax_acc, ax_loss, ax_gain) = plt.subplots(
+      3, 1, figsize=(7, 8), sharex=True, height_ratios=(1.4, 1, 0.8)
+  )
+  x_eval, x_step = iterations["task1"], iterations["step"]
+  lowest = 1.0
+  for opt in optimizers:
+    c = curves[opt]
+    colour = COLOURS.get(opt)
+    label = LABELS.get(opt, opt)
+    acc = 100 * np.asarray(c["task1_acc"], np.float64)
+    mean, se = _band(ax_acc, x_eval, acc, colour, label)
+    # A dot at each later task's minimum of the mean curve.
+    blocks = task_blocks(mean, num_tasks)
+    points = blocks.shape[-1]
+    for k in range(1, num_tasks):
+      j = int(np.argmin(blocks[k]))
+      ax_acc.plot(x_eval[k * points + j], blocks[k, j], "o", color=colour, ms=4)
+    # Zoom: ignore the first fifth of Task 1, where the network is untrained.
+    settled = x_eval > iterations_per_task / 5
+    lowest = min(lowest, float(np.min((mean - np.nan_to_num(se))[settled])))
+    _band(ax_loss, x_eval, np.asarray(c["task1_loss"], np.float64), colour, label)
+    gain = np.asarray(c["gain"], np.float64)
+    if not np.all(gain == 1.0):
+      _band(ax_gain, x_step, gain, colour, label)
+
+  ax_acc.set_ylim(max(0.0, lowest - 2.0), 100.5)
+  ax_acc.set_ylabel("Task-1 test accuracy (%)")
+  ax_loss.set_ylabel("Task-1 test loss (nats)")
+  ax_loss.set_yscale("log")
+  ax_gain.set_ylabel("gain g")
+  ax_gain.set_xlabel("iteration")
+  for ax in (ax_acc, ax_loss, ax_gain):
+    for k in range(1, num_tasks):
+      ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
+    ax.grid(alpha=0.2)
+  ax_acc.legend(loc="lower left", fontsize=8, ncol=2)
+  if title:
+    ax_acc.set_title(title)
+  fig.tight_layout()
+  if path is not None:
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return None
+  return fig

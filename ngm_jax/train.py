@@ -1,0 +1,260 @@
+"""Incremental joint training as one compiled, pure function of a PRNG key.
+
+``make_train(stream, optimizer, config)`` returns ``train(key) -> curves``: a
+``jax.lax.scan`` over iterations in which every minibatch is sampled on the
+device from the tasks seen so far, one optimizer step is taken, and the
+network is evaluated, all inside the compiled program. Seeds are a ``vmap``
+axis::
+
+    train = make_train(stream, "ngm_sgd", TrainConfig(eta=0.4))
+    curves = jax.jit(jax.vmap(train))(seed_keys(5))   # five seeds, one program
+
+Iterations are counted from 1: "iteration t" is the network after ``t``
+optimizer steps, so task ``k`` (1-based) covers iterations
+``((k−1)·I, k·I]`` with ``I`` iterations per task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ngm_jax.gain import effective_params, entropy, gain_of
+from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
+from ngm_jax.optimizers import make_optimizer
+from ngm_jax.streams import TaskStream, sample_joint_indices
+
+__all__ = [
+    "TrainConfig",
+    "make_train",
+    "seed_keys",
+    "curve_iterations",
+    "task1_eval_size",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Hyperparameters of one incremental-joint-training run.
+
+  Attributes:
+    iterations_per_task: I, optimizer steps per task.
+    batch_size: minibatch size.
+    learning_rate: step size on the raw weights.
+    gamma, g0, eta: the NGM gain dynamics (γ, g0, η).
+    const_gain: the constant gain of the ``g0_sgd`` ablation.
+    eval_every: evaluate Task-1 test accuracy and loss every this many
+      iterations (1 = every iteration). Must divide ``task_eval_every``.
+    task_eval_every: evaluate every task's test set every this many
+      iterations. Must divide ``iterations_per_task``.
+    eval_task1_limit: evaluate Task 1 on only its first N test images (None:
+      all of them). Recorded in the output.
+  """
+
+  iterations_per_task: int = 200
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  gamma: float = 0.9
+  g0: float = 1.0
+  eta: float = 0.4
+  const_gain: float = 1.0
+  eval_every: int = 1
+  task_eval_every: int = 10
+  eval_task1_limit: int | None = None
+
+  def __post_init__(self):
+    for name in ("iterations_per_task", "batch_size", "eval_every",
+                 "task_eval_every"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"TrainConfig.{name}={value!r}: must be an integer >= 1.")
+    if self.task_eval_every % self.eval_every:
+      raise ValueError(
+          f"TrainConfig: eval_every={self.eval_every} must divide"
+          f" task_eval_every={self.task_eval_every}."
+      )
+    if self.iterations_per_task % self.task_eval_every:
+      raise ValueError(
+          f"TrainConfig: task_eval_every={self.task_eval_every} must divide"
+          f" iterations_per_task={self.iterations_per_task}."
+      )
+    if self.eval_task1_limit is not None and self.eval_task1_limit < 1:
+      raise ValueError(
+          f"TrainConfig.eval_task1_limit={self.eval_task1_limit!r}: must be"
+          " None (all Task-1 test images) or an integer >= 1."
+      )
+    if not self.learning_rate > 0:
+      raise ValueError(
+          f"TrainConfig.learning_rate={self.learning_rate!r}: must be > 0."
+      )
+
+  def optimizer(self, name: str) -> optax.GradientTransformationExtraArgs:
+    """The named optimizer (see :func:`ngm_jax.optimizers.make_optimizer`)
+    with this config's hyperparameters."""
+    return make_optimizer(
+        name,
+        learning_rate=self.learning_rate,
+        gamma=self.gamma,
+        g0=self.g0,
+        eta=self.eta,
+        const_gain=self.const_gain,
+    )
+
+
+def seed_keys(seeds: int | list[int]) -> jax.Array:
+  """PRNG keys ``[S]`` for seeds ``0..S-1`` (or the listed seeds).
+
+  Seed ``s`` always gets ``jax.random.key(s)``, so a seed's run is the same
+  whether it is trained alone or among others.
+  """
+  seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+  return jnp.stack([jax.random.key(s) for s in seeds])
+
+
+def curve_iterations(config: TrainConfig, num_tasks: int) -> dict[str, np.ndarray]:
+  """The iteration (1-based step count) of each recorded point, per curve kind."""
+  total = config.iterations_per_task * num_tasks
+  return {
+      "step": np.arange(1, total + 1),
+      "task1": np.arange(config.eval_every, total + 1, config.eval_every),
+      "tasks": np.arange(config.task_eval_every, total + 1, config.task_eval_every),
+  }
+
+
+def task1_eval_size(stream: TaskStream, config: TrainConfig) -> int:
+  """How many Task-1 test images the per-iteration evaluation uses."""
+  n = int(stream.test_task_ends[0])
+  return n if config.eval_task1_limit is None else min(n, config.eval_task1_limit)
+
+
+def make_train(
+    stream: TaskStream,
+    optimizer: str | optax.GradientTransformationExtraArgs,
+    config: TrainConfig = TrainConfig(),
+    *,
+    model: nn.Module | None = None,
+    gain_mask: Any = mlp_gain_mask,
+    preprocess: Callable[[jax.Array], jax.Array] = standardise_mnist,
+    progress: Callable[[int], None] | None = None,
+) -> Callable[[jax.Array], dict[str, jax.Array]]:
+  """Builds ``train(key) -> curves`` for one optimizer on one task stream.
+
+  Args:
+    stream: the benchmark; its arrays are put on the device once, here.
+    optimizer: a name from :data:`ngm_jax.optimizers.OPTIMIZERS` (built with
+      ``config``'s hyperparameters), or any optax transformation. Its
+      ``update`` receives ``entropy=H``; a transformation without a gain
+      trains the raw weights (gain 1 is recorded).
+    config: iterations, batch size, evaluation schedule, hyperparameters.
+    model: a Flax module mapping preprocessed inputs to logits; default the
+      paper's MLP with ``stream.num_classes`` outputs.
+    gain_mask: pytree of bools (or ``params -> mask``) selecting the
+      gain-modulated kernels.
+    preprocess: uint8 images ``[B, ...]`` → model inputs (float32).
+    progress: optional host callback, called with the iteration count after
+      every ``task_eval_every`` iterations (from inside the compiled loop).
+
+  Returns:
+    ``train(key)``, pure and jittable, returning a dict of curves:
+
+    - ``task1_acc``, ``task1_loss``: ``[T / eval_every]`` Task-1 test accuracy
+      (fraction) and mean cross-entropy (nats);
+    - ``gain``: ``[T]`` the gain after each iteration's update (the gain the
+      network is evaluated with, and the next step trains with);
+    - ``entropy``, ``train_loss``: ``[T]`` H and the loss of each training
+      minibatch (nats);
+    - ``task_acc``, ``task_loss``: ``[T / task_eval_every, K]`` accuracy and
+      loss on every task's test set;
+
+    with ``T = K · iterations_per_task``. :func:`curve_iterations` gives the
+    iteration of each point.
+  """
+  tx = config.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+  if not hasattr(tx, "update"):
+    raise TypeError(f"optimizer must be a name or an optax transformation, got {tx!r}.")
+  tx = optax.with_extra_args_support(tx)
+  model = model or MLP(num_classes=stream.num_classes)
+
+  num_tasks = stream.num_tasks
+  iters = config.iterations_per_task
+  evals_per_block = config.task_eval_every // config.eval_every
+  blocks = num_tasks * iters // config.task_eval_every
+
+  train_x = jnp.asarray(stream.train_images)
+  train_y = jnp.asarray(stream.train_labels)
+  train_ends = jnp.asarray(stream.train_task_ends)
+  test_x = jnp.asarray(stream.test_images)
+  test_y = jnp.asarray(stream.test_labels)
+  test_ids = jnp.asarray(stream.test_task_ids)
+  n_task1 = task1_eval_size(stream, config)
+  task1_x, task1_y = test_x[:n_task1], test_y[:n_task1]
+  test_counts = jnp.asarray(stream.task_sizes("test"), jnp.float32)
+
+  def forward(params, gain, images):
+    return model.apply({"params": effective_params(params, gain, gain_mask)},
+                       preprocess(images))
+
+  def current_gain(opt_state):
+    return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
+
+  def loss_fn(params, gain, images, labels):
+    logits = forward(params, gain, images)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, logits
+
+  def train_step(carry, _):
+    params, opt_state, key, step = carry
+    key, batch_key = jax.random.split(key)
+    task = step // iters
+    rows = sample_joint_indices(batch_key, task, train_ends, config.batch_size)
+    gain = current_gain(opt_state)
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, gain, train_x[rows], train_y[rows])
+    h = entropy(jax.lax.stop_gradient(logits))
+    updates, opt_state = tx.update(grads, opt_state, params, entropy=h)
+    params = optax.apply_updates(params, updates)
+    record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
+    return (params, opt_state, key, step + 1), record
+
+  def evaluate(params, opt_state, images, labels):
+    logits = forward(params, current_gain(opt_state), images)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return correct, losses
+
+  def eval_interval(carry, _):
+    carry, steps = jax.lax.scan(train_step, carry, None, length=config.eval_every)
+    correct, losses = evaluate(carry[0], carry[1], task1_x, task1_y)
+    return carry, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
+
+  def task_eval_interval(carry, _):
+    carry, (steps, task1) = jax.lax.scan(
+        eval_interval, carry, None, length=evals_per_block)
+    correct, losses = evaluate(carry[0], carry[1], test_x, test_y)
+    per_task = {
+        "task_acc": jax.ops.segment_sum(correct, test_ids, num_tasks) / test_counts,
+        "task_loss": jax.ops.segment_sum(losses, test_ids, num_tasks) / test_counts,
+    }
+    if progress is not None:
+      jax.debug.callback(progress, carry[3])
+    return carry, (steps, task1, per_task)
+
+  def train(key: jax.Array) -> dict[str, jax.Array]:
+    init_key, loop_key = jax.random.split(key)
+    params = model.init(init_key, preprocess(train_x[:1]))["params"]
+    opt_state = tx.init(params)
+    carry = (params, opt_state, loop_key, jnp.zeros((), jnp.int32))
+    _, (steps, task1, per_task) = jax.lax.scan(
+        task_eval_interval, carry, None, length=blocks)
+    curves = {k: v.reshape(-1) for k, v in steps.items()}
+    curves.update({k: v.reshape(-1) for k, v in task1.items()})
+    curves.update(per_task)
+    return curves
+
+  return train

@@ -1,0 +1,91 @@
+"""Metrics on hand-computed curves."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ngm_jax import metrics
+
+# K = 3 task blocks of P = 4 points.
+CURVE = np.array([0.5, 0.8, 0.9, 1.0,   0.6, 0.7, 0.9, 0.95,   0.8, 0.5, 0.9, 0.9])
+
+
+def test_task1_metrics_by_hand():
+  m = metrics.task1_metrics(CURVE, num_tasks=3)
+  np.testing.assert_allclose(m["final"], [1.0, 0.95, 0.9])
+  np.testing.assert_allclose(m["min"], [0.5, 0.6, 0.5])
+  np.testing.assert_allclose(m["avg_acc"], 0.95)
+  np.testing.assert_allclose(m["sg"], [0.4, 0.45 / 0.95])
+  np.testing.assert_allclose(m["avg_sg"], (0.4 + 0.45 / 0.95) / 2)
+  np.testing.assert_allclose(m["avg_min_acc"], 0.55)
+  np.testing.assert_allclose(m["wc_acc"], 0.9 / 3 + (2 / 3) * 0.55)
+
+
+def test_task1_metrics_keep_leading_seed_axis():
+  curves = np.stack([CURVE, np.ones_like(CURVE)])
+  m = metrics.task1_metrics(curves, 3)
+  assert m["sg"].shape == (2, 2) and m["avg_sg"].shape == (2,)
+  np.testing.assert_allclose(m["avg_sg"][1], 0.0)
+  np.testing.assert_allclose(m["wc_acc"][1], 1.0)
+
+
+def test_curve_must_cut_into_equal_blocks():
+  with pytest.raises(ValueError, match="11 points.*3"):
+    metrics.task1_metrics(CURVE[:11], 3)
+  with pytest.raises(ValueError, match="at least 2"):
+    metrics.task1_metrics(CURVE, 1)
+
+
+# Per-task curves [P_all=6, K=3] at iterations 2..12, I = 4.
+TASK_ACC = np.array([
+    [0.60, 0.00, 0.00],
+    [0.90, 0.10, 0.00],
+    [0.70, 0.80, 0.10],
+    [0.80, 0.90, 0.20],
+    [0.85, 0.60, 0.70],
+    [0.88, 0.85, 0.95],
+])
+ITERS = np.array([2, 4, 6, 8, 10, 12])
+
+
+def test_de_lange_metrics_by_hand():
+  m = metrics.de_lange_metrics(TASK_ACC, ITERS, iterations_per_task=4)
+  # Task 1's minimum after iteration 4 is 0.70; task 2's after 8 is 0.60.
+  np.testing.assert_allclose(m["min_per_task"], [0.70, 0.60])
+  np.testing.assert_allclose(m["min_acc"], 0.65)
+  np.testing.assert_allclose(m["wc_acc"], 0.95 / 3 + (2 / 3) * 0.65)
+  np.testing.assert_allclose(m["final_per_task"], [0.88, 0.85, 0.95])
+  np.testing.assert_allclose(m["final_acc_all"], (0.88 + 0.85 + 0.95) / 3)
+
+
+def test_mean_and_stderr():
+  mean, se = metrics.mean_and_stderr(np.array([1.0, 2.0, 3.0, 6.0]))
+  assert mean == 3.0
+  np.testing.assert_allclose(se, np.std([1, 2, 3, 6], ddof=1) / 2)
+  _, se_one = metrics.mean_and_stderr(np.array([1.0]))
+  assert math.isnan(se_one)
+
+
+def test_summarize_separates_per_seed_from_mean_curve():
+  # Two seeds dip to 0.5 at different iterations of block 2: each seed's
+  # min is 0.5, but the seed-averaged curve only dips to 0.75.
+  a = np.array([1.0, 1.0, 1.0, 1.0,   1.0, 0.5, 1.0, 1.0])
+  b = np.array([1.0, 1.0, 1.0, 1.0,   1.0, 1.0, 0.5, 1.0])
+  curves = {"task1_acc": np.stack([a, b]),
+            "task_acc": np.ones((2, 4, 2))}
+  s = metrics.summarize(curves, num_tasks=2, iterations_per_task=4,
+                        task_iterations=np.array([2, 4, 6, 8]))
+  assert s["avg_min_acc"]["per_seed"] == [0.5, 0.5]
+  assert s["avg_min_acc"]["mean"] == 0.5
+  assert s["avg_min_acc"]["stderr"] == 0.0
+  assert s["avg_min_acc"]["of_mean_curve"] == 0.75
+  assert s["avg_sg"]["mean"] == 0.5 and s["avg_sg"]["of_mean_curve"] == 0.25
+  assert s["dl_min_acc"]["mean"] == 1.0
+
+
+def test_summarize_single_seed_has_no_stderr():
+  curves = {"task1_acc": CURVE[None], "task_acc": TASK_ACC[None]}
+  s = metrics.summarize(curves, 3, 4, ITERS)
+  assert s["avg_acc"]["stderr"] is None
+  np.testing.assert_allclose(s["avg_acc"]["mean"], 0.95)
