@@ -1,0 +1,116 @@
+"""The compiled, vmapped incremental-joint-training loop, on tiny synthetic data."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ngm_jax import gain as ngm
+from ngm_jax import streams
+from ngm_jax.train import TrainConfig, curve_iterations, make_train, seed_keys
+from tests.conftest import fake_mnist
+
+CONFIG = TrainConfig(iterations_per_task=6, batch_size=8, eta=0.4,
+                     eval_every=1, task_eval_every=3)
+
+
+@pytest.fixture(scope="module")
+def stream():
+  return streams.split_mnist(fake_mnist())
+
+
+@pytest.fixture(scope="module")
+def ngm_curves(stream):
+  train = make_train(stream, "ngm_sgd", CONFIG)
+  return train, jax.device_get(jax.jit(jax.vmap(train))(seed_keys(2)))
+
+
+def test_curve_shapes_and_iterations(stream, ngm_curves):
+  _, curves = ngm_curves
+  total = 5 * 6
+  expected = {"task1_acc": (2, total), "task1_loss": (2, total), "gain": (2, total),
+              "entropy": (2, total), "train_loss": (2, total),
+              "task_acc": (2, total // 3, 5), "task_loss": (2, total // 3, 5)}
+  assert {k: v.shape for k, v in curves.items()} == expected
+  assert all(np.isfinite(v).all() for v in curves.values())
+  it = curve_iterations(CONFIG, 5)
+  np.testing.assert_array_equal(it["task1"], np.arange(1, 31))
+  np.testing.assert_array_equal(it["tasks"], np.arange(3, 31, 3))
+  # Task-1 accuracy is the first column of the per-task accuracy.
+  np.testing.assert_allclose(curves["task_acc"][:, :, 0], curves["task1_acc"][:, 2::3], atol=1e-6)
+
+
+def test_gain_follows_minibatch_entropy(ngm_curves):
+  _, curves = ngm_curves
+  g, h = curves["gain"][0], curves["entropy"][0]
+  expected_prev = np.r_[1.0, g[:-1]]  # initial gain g0 = 1
+  np.testing.assert_allclose(g, 0.9 * expected_prev + 0.1 * 1.0 + 0.4 * h, rtol=1e-5)
+  assert 0 < h.min() and h.max() <= np.log(10) + 1e-5
+
+
+def test_vmapped_seed_equals_seed_run_alone(stream, ngm_curves):
+  train, curves = ngm_curves
+  alone = jax.device_get(jax.jit(train)(seed_keys([1])[0]))
+  for name, value in alone.items():
+    np.testing.assert_allclose(curves[name][1], value, rtol=1e-4, atol=1e-5, err_msg=name)
+  assert not np.allclose(curves["task1_loss"][0], curves["task1_loss"][1])  # seeds differ
+
+
+def test_same_key_same_run(ngm_curves):
+  train, curves = ngm_curves
+  again = jax.device_get(jax.jit(jax.vmap(train))(seed_keys(2)))
+  for name in curves:
+    np.testing.assert_array_equal(curves[name], again[name])
+
+
+def test_learns_task1_and_baseline_records_unit_gain(stream):
+  config = dataclasses.replace(CONFIG, iterations_per_task=30, task_eval_every=10,
+                               learning_rate=0.05)
+  two_tasks = dataclasses.replace(
+      stream, task_names=stream.task_names[:2],
+      train_task_ends=stream.train_task_ends[:2], test_task_ends=stream.test_task_ends[:2],
+      train_images=stream.train_images[:stream.train_task_ends[1]],
+      train_labels=stream.train_labels[:stream.train_task_ends[1]],
+      test_images=stream.test_images[:stream.test_task_ends[1]],
+      test_labels=stream.test_labels[:stream.test_task_ends[1]])
+  curves = jax.jit(make_train(two_tasks, "msgd", config))(jax.random.key(0))
+  assert float(curves["task1_acc"][29]) > 0.9
+  np.testing.assert_array_equal(curves["gain"], 1.0)
+
+
+def test_user_chain_and_eval_options(stream):
+  config = dataclasses.replace(CONFIG, eval_every=3, eval_task1_limit=5)
+  tx = optax.chain(ngm.gain_modulation(eta=0.2), optax.adam(1e-3))
+  curves = jax.jit(make_train(stream, tx, config))(jax.random.key(0))
+  assert curves["task1_acc"].shape == (10,)
+  # Accuracy on 5 images is a multiple of 1/5.
+  np.testing.assert_allclose(np.asarray(curves["task1_acc"]) * 5 % 1, 0, atol=1e-5)
+  assert float(curves["gain"][-1]) > 1.0
+
+
+def test_progress_callback_reports_iterations(stream):
+  seen = []
+  train = make_train(stream, "sgd", CONFIG, progress=lambda step: seen.append(int(np.max(step))))
+  jax.block_until_ready(jax.jit(jax.vmap(train))(seed_keys(2)))
+  jax.effects_barrier()
+  assert max(seen) == 30 and set(seen) <= set(range(3, 31, 3))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"eval_every": 4}, "eval_every=4 must divide task_eval_every=10"),
+    ({"task_eval_every": 7}, "task_eval_every=7 must divide iterations_per_task=200"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"eval_task1_limit": 0}, "eval_task1_limit=0"),
+    ({"learning_rate": -1.0}, "learning_rate=-1.0"),
+])
+def test_config_validation(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    TrainConfig(**kwargs)
+
+
+def test_unknown_optimizer_name(stream):
+  with pytest.raises(ValueError, match="ngm_sgd, sgd, msgd, adam, g0_sgd"):
+    make_train(stream, "rmsprop", CONFIG)
