@@ -28,8 +28,10 @@ __all__ = [
     "DataUnavailableError",
     "ImageDataset",
     "load_mnist",
+    "load_tfds",
     "read_idx",
     "read_mnist_idx",
+    "resolve_data_dir",
     "write_idx",
 ]
 

@@ -83,6 +83,22 @@ def _concat_tasks(parts: Sequence[tuple[np.ndarray, np.ndarray]]):
   return images, labels, ends
 
 
+def _from_tasks(name, task_names, num_classes, train_parts, test_parts) -> TaskStream:
+  """A stream from per-task ``(images, labels)`` pairs, in task order."""
+  train, test = _concat_tasks(train_parts), _concat_tasks(test_parts)
+  return TaskStream(
+      name=name,
+      task_names=tuple(task_names),
+      num_classes=num_classes,
+      train_images=train[0],
+      train_labels=train[1],
+      train_task_ends=train[2],
+      test_images=test[0],
+      test_labels=test[1],
+      test_task_ends=test[2],
+  )
+
+
 def split_by_classes(
     data: ImageDataset,
     class_groups: Sequence[Sequence[int]],
@@ -110,18 +126,12 @@ def split_by_classes(
         (images[np.isin(labels, g)], labels[np.isin(labels, g)]) for g in groups
     ]
 
-  train = _concat_tasks(select(data.train_images, data.train_labels))
-  test = _concat_tasks(select(data.test_images, data.test_labels))
-  return TaskStream(
-      name=name,
-      task_names=tuple("/".join(map(str, g)) for g in groups),
-      num_classes=num_classes or int(max(flat)) + 1,
-      train_images=train[0],
-      train_labels=train[1],
-      train_task_ends=train[2],
-      test_images=test[0],
-      test_labels=test[1],
-      test_task_ends=test[2],
+  return _from_tasks(
+      name,
+      ["/".join(map(str, g)) for g in groups],
+      num_classes or int(max(flat)) + 1,
+      select(data.train_images, data.train_labels),
+      select(data.test_images, data.test_labels),
   )
 
 
@@ -171,22 +181,12 @@ def rotated(
 ) -> TaskStream:
   """Domain-incremental stream: task ``k`` is every image rotated by
   ``angles[k]`` degrees, all labels in every task."""
-  train = _concat_tasks(
-      [(rotate_images(data.train_images, a), data.train_labels) for a in angles]
-  )
-  test = _concat_tasks(
-      [(rotate_images(data.test_images, a), data.test_labels) for a in angles]
-  )
-  return TaskStream(
-      name=name,
-      task_names=tuple(f"{a:g}°" for a in angles),
-      num_classes=num_classes,
-      train_images=train[0],
-      train_labels=train[1],
-      train_task_ends=train[2],
-      test_images=test[0],
-      test_labels=test[1],
-      test_task_ends=test[2],
+  return _from_tasks(
+      name,
+      [f"{a:g}°" for a in angles],
+      num_classes,
+      [(rotate_images(data.train_images, a), data.train_labels) for a in angles],
+      [(rotate_images(data.test_images, a), data.test_labels) for a in angles],
   )
 
 
