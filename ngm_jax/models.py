@@ -43,7 +43,8 @@ class MLP(nn.Module):
   output_std: float = 0.05
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no train-time behaviour (no dropout, no normalisation)
     for i, width in enumerate(self.hidden):
       x = nn.Dense(
           width,

@@ -10,7 +10,7 @@ task ``k`` uniformly, with replacement, from that prefix:
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,8 @@ __all__ = [
     "rotated",
     "rotated_mnist",
     "sample_joint_indices",
+    "Sampler",
+    "joint_sampler",
     "BENCHMARKS",
     "load_benchmark",
 ]
@@ -211,6 +213,33 @@ def sample_joint_indices(
   return jax.random.randint(
       key, (batch_size,), 0, train_task_ends[task], dtype=jnp.int32
   )
+
+
+class Sampler(NamedTuple):
+  """Which training rows each step draws, as a pure pair of functions.
+
+  Attributes:
+    init: ``key -> state``, the sampler's state at iteration 0 (any pytree).
+    sample: ``(key, step, state) -> (rows int32 [B], state)`` for the
+      (0-based) optimizer step ``step``.
+  """
+
+  init: Callable[[jax.Array], Any]
+  sample: Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, Any]]
+
+
+def joint_sampler(
+    stream: TaskStream, batch_size: int, iterations_per_task: int
+) -> Sampler:
+  """Incremental joint training: step ``t`` is in task ``t // I`` and draws
+  from every task seen so far (:func:`sample_joint_indices`). Stateless."""
+  ends = jnp.asarray(stream.train_task_ends)
+
+  def sample(key, step, state):
+    task = step // iterations_per_task
+    return sample_joint_indices(key, task, ends, batch_size), state
+
+  return Sampler(init=lambda key: (), sample=sample)
 
 
 #: Benchmark name → (dataset loader, stream builder).

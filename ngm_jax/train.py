@@ -17,7 +17,7 @@ optimizer steps, so task ``k`` (1-based) covers iterations
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -28,15 +28,27 @@ import optax
 from ngm_jax.gain import effective_params, entropy, gain_of
 from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
 from ngm_jax.optimizers import make_optimizer
-from ngm_jax.streams import TaskStream, sample_joint_indices
+from ngm_jax.streams import Sampler, TaskStream, joint_sampler
 
 __all__ = [
+    "TrainState",
     "TrainConfig",
     "make_train",
     "seed_keys",
     "curve_iterations",
     "task1_eval_size",
 ]
+
+
+class TrainState(NamedTuple):
+  """The loop's carry: everything one seed's run has at iteration ``step``."""
+
+  params: Any
+  model_state: Any  # variables other than params, e.g. {"batch_stats": ...}
+  opt_state: optax.OptState
+  sampler_state: Any
+  key: jax.Array
+  step: jax.Array  # int32, optimizer steps taken
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +153,11 @@ def make_train(
     model: nn.Module | None = None,
     gain_mask: Any = mlp_gain_mask,
     preprocess: Callable[[jax.Array], jax.Array] = standardise_mnist,
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    sampler: Sampler | None = None,
+    reset_opt_state_at_task_boundaries: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> Callable[[jax.Array], dict[str, jax.Array]]:
+) -> Callable[..., dict[str, jax.Array]]:
   """Builds ``train(key) -> curves`` for one optimizer on one task stream.
 
   Args:
@@ -157,11 +172,25 @@ def make_train(
     gain_mask: pytree of bools (or ``params -> mask``) selecting the
       gain-modulated kernels.
     preprocess: uint8 images ``[B, ...]`` → model inputs (float32).
+    augment: optional ``(key, uint8 images [B, ...]) -> images``, applied to
+      every training minibatch on the device (never at evaluation).
+    sampler: which training rows each step draws (default
+      :func:`ngm_jax.streams.joint_sampler`, incremental joint training).
+    reset_opt_state_at_task_boundaries: re-initialise the optimizer state
+      (keeping any gain) at the first iteration of every task after the
+      first. This uses task identity, so it is an *oracle* ablation.
     progress: optional host callback, called with the iteration count after
       every ``task_eval_every`` iterations (from inside the compiled loop).
 
+  The model is called as ``model.apply(variables, x, train=...)``; variables
+  other than ``params`` (e.g. BatchNorm's ``batch_stats``) are carried as
+  model state, updated by training steps and used frozen at evaluation.
+
   Returns:
-    ``train(key)``, pure and jittable, returning a dict of curves:
+    ``train(key, hyperparams=None)``, pure and jittable. ``hyperparams``
+    optionally overrides values in the initial optimizer state by name (with
+    ``optax.inject_hyperparams``, e.g. ``{"eta": 0.3}``), so that
+    hyperparameters can be a ``vmap`` axis too. It returns a dict of curves:
 
     - ``task1_acc``, ``task1_loss``: ``[T / eval_every]`` Task-1 test accuracy
       (fraction) and mean cross-entropy (nats);
@@ -188,70 +217,97 @@ def make_train(
 
   train_x = jnp.asarray(stream.train_images)
   train_y = jnp.asarray(stream.train_labels)
-  train_ends = jnp.asarray(stream.train_task_ends)
   test_x = jnp.asarray(stream.test_images)
   test_y = jnp.asarray(stream.test_labels)
   test_ids = jnp.asarray(stream.test_task_ids)
   n_task1 = task1_eval_size(stream, config)
   task1_x, task1_y = test_x[:n_task1], test_y[:n_task1]
   test_counts = jnp.asarray(stream.task_sizes("test"), jnp.float32)
+  sampler = sampler or joint_sampler(stream, config.batch_size, iters)
 
-  def forward(params, gain, images):
-    return model.apply({"params": effective_params(params, gain, gain_mask)},
-                       preprocess(images))
+  def forward(params, model_state, gain, images, train):
+    """Logits ``[B, C]`` with ``W_eff``, and the (updated) model state."""
+    variables = {"params": effective_params(params, gain, gain_mask), **model_state}
+    x = preprocess(images)
+    if train and model_state:
+      logits, updates = model.apply(variables, x, train=True, mutable=list(model_state))
+      return logits, {**model_state, **updates}
+    return model.apply(variables, x, train=train), model_state
 
   def current_gain(opt_state):
     return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
 
-  def loss_fn(params, gain, images, labels):
-    logits = forward(params, gain, images)
+  def loss_fn(params, model_state, gain, images, labels):
+    logits, model_state = forward(params, model_state, gain, images, train=True)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return loss, logits
+    return loss, (logits, model_state)
 
-  def train_step(carry, _):
-    params, opt_state, key, step = carry
-    key, batch_key = jax.random.split(key)
-    task = step // iters
-    rows = sample_joint_indices(batch_key, task, train_ends, config.batch_size)
+  def reset_at_boundary(state: TrainState, opt_state):
+    """Fresh optimizer state (the gain kept) on a task's first iteration."""
+    fresh = tx.init(state.params)
+    if gain_of(fresh, default=None) is not None:
+      fresh = optax.tree.set(fresh, gain=gain_of(opt_state))
+    boundary = (state.step > 0) & (state.step % iters == 0)
+    return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
+
+  def train_step(state: TrainState, _):
+    key, batch_key, augment_key = jax.random.split(state.key, 3)
+    rows, sampler_state = sampler.sample(batch_key, state.step, state.sampler_state)
+    images, labels = train_x[rows], train_y[rows]
+    if augment is not None:
+      images = augment(augment_key, images)
+    opt_state = state.opt_state
+    if reset_opt_state_at_task_boundaries:
+      opt_state = reset_at_boundary(state, opt_state)
     gain = current_gain(opt_state)
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, gain, train_x[rows], train_y[rows])
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.model_state, gain, images, labels)
     h = entropy(jax.lax.stop_gradient(logits))
-    updates, opt_state = tx.update(grads, opt_state, params, entropy=h)
-    params = optax.apply_updates(params, updates)
+    updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
+    params = optax.apply_updates(state.params, updates)
     record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
-    return (params, opt_state, key, step + 1), record
+    return TrainState(params, model_state, opt_state, sampler_state, key,
+                      state.step + 1), record
 
-  def evaluate(params, opt_state, images, labels):
-    logits = forward(params, current_gain(opt_state), images)
+  def evaluate(state: TrainState, images, labels):
+    """Per-example correctness and loss ``[N]`` of the network as it is now."""
+    logits, _ = forward(state.params, state.model_state, current_gain(state.opt_state),
+                        images, train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     return correct, losses
 
-  def eval_interval(carry, _):
-    carry, steps = jax.lax.scan(train_step, carry, None, length=config.eval_every)
-    correct, losses = evaluate(carry[0], carry[1], task1_x, task1_y)
-    return carry, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
+  def eval_interval(state, _):
+    state, steps = jax.lax.scan(train_step, state, None, length=config.eval_every)
+    correct, losses = evaluate(state, task1_x, task1_y)
+    return state, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
 
-  def task_eval_interval(carry, _):
-    carry, (steps, task1) = jax.lax.scan(
-        eval_interval, carry, None, length=evals_per_block)
-    correct, losses = evaluate(carry[0], carry[1], test_x, test_y)
+  def task_eval_interval(state, _):
+    state, (steps, task1) = jax.lax.scan(
+        eval_interval, state, None, length=evals_per_block)
+    correct, losses = evaluate(state, test_x, test_y)
     per_task = {
         "task_acc": jax.ops.segment_sum(correct, test_ids, num_tasks) / test_counts,
         "task_loss": jax.ops.segment_sum(losses, test_ids, num_tasks) / test_counts,
     }
     if progress is not None:
-      jax.debug.callback(progress, carry[3])
-    return carry, (steps, task1, per_task)
+      jax.debug.callback(progress, state.step)
+    return state, (steps, task1, per_task)
 
-  def train(key: jax.Array) -> dict[str, jax.Array]:
-    init_key, loop_key = jax.random.split(key)
-    params = model.init(init_key, preprocess(train_x[:1]))["params"]
+  def init(key: jax.Array, hyperparams: Mapping[str, Any] | None = None) -> TrainState:
+    init_key, sampler_key, loop_key = jax.random.split(key, 3)
+    variables = dict(model.init(init_key, preprocess(train_x[:1]), train=False))
+    params = variables.pop("params")
     opt_state = tx.init(params)
-    carry = (params, opt_state, loop_key, jnp.zeros((), jnp.int32))
+    if hyperparams:
+      opt_state = optax.tree.set(opt_state, **hyperparams)
+    return TrainState(params, variables, opt_state, sampler.init(sampler_key),
+                      loop_key, jnp.zeros((), jnp.int32))
+
+  def train(key: jax.Array, hyperparams: Mapping[str, Any] | None = None
+            ) -> dict[str, jax.Array]:
     _, (steps, task1, per_task) = jax.lax.scan(
-        task_eval_interval, carry, None, length=blocks)
+        task_eval_interval, init(key, hyperparams), None, length=blocks)
     curves = {k: v.reshape(-1) for k, v in steps.items()}
     curves.update({k: v.reshape(-1) for k, v in task1.items()})
     curves.update(per_task)

@@ -114,3 +114,38 @@ def test_config_validation(kwargs, match):
 def test_unknown_optimizer_name(stream):
   with pytest.raises(ValueError, match="ngm_sgd, sgd, msgd, adam, g0_sgd"):
     make_train(stream, "rmsprop", CONFIG)
+
+
+def test_oracle_reset_restarts_optimizer_state_and_keeps_gain(stream):
+  # SGD whose step size is lr while its count < I and 0 after: without a reset
+  # learning stops at the first boundary; with the reset it restarts each task.
+  def stop_after_task_1(count):
+    return jnp.where(count < CONFIG.iterations_per_task, 0.05, 0.0)
+
+  tx = optax.sgd(stop_after_task_1)
+  plain = jax.jit(make_train(stream, tx, CONFIG))(jax.random.key(0))
+  reset = jax.jit(make_train(stream, tx, CONFIG, reset_opt_state_at_task_boundaries=True))(
+      jax.random.key(0))
+  frozen = np.asarray(plain["task1_loss"][6:])
+  np.testing.assert_allclose(frozen, frozen[0])  # no learning after task 1
+  assert np.ptp(np.asarray(reset["task1_loss"][6:])) > 1e-3
+  np.testing.assert_allclose(plain["task1_loss"][:6], reset["task1_loss"][:6])
+
+  ngm_reset = jax.jit(make_train(stream, "ngm_sgd", CONFIG,
+                                 reset_opt_state_at_task_boundaries=True))(jax.random.key(0))
+  g, h = np.asarray(ngm_reset["gain"]), np.asarray(ngm_reset["entropy"])
+  np.testing.assert_allclose(g[1:], 0.9 * g[:-1] + 0.1 + 0.4 * h[1:], rtol=1e-5)
+
+
+def test_hyperparameters_as_a_vmap_axis(stream):
+  injected = optax.inject_hyperparams(ngm.ngm_sgd)(learning_rate=0.01, gamma=0.9, g0=1.0,
+                                                   eta=0.4)
+  train = make_train(stream, injected, CONFIG)
+  etas = jnp.array([0.0, 0.7])
+  swept = jax.jit(jax.vmap(lambda e: train(jax.random.key(0), {"eta": e})))(etas)
+  for i, eta in enumerate([0.0, 0.7]):
+    config = dataclasses.replace(CONFIG, eta=eta)
+    single = jax.jit(make_train(stream, "ngm_sgd", config))(jax.random.key(0))
+    np.testing.assert_allclose(swept["gain"][i], single["gain"], rtol=1e-5)
+    np.testing.assert_allclose(swept["task1_acc"][i], single["task1_acc"], atol=1e-6)
+  np.testing.assert_allclose(swept["gain"][0], 1.0, rtol=1e-6)  # eta = 0 holds g0

@@ -1,0 +1,193 @@
+"""Analysis figures (matplotlib, Agg backend): the proof of principle and the
+curvature around task boundaries."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from ngm_jax.plots import COLOURS
+from ngm_jax.two_timescale import loss_landscape
+
+__all__ = ["plot_proof_of_principle", "plot_curvature"]
+
+_NGM = COLOURS["ngm_sgd"]
+_SLOW = COLOURS["sgd"]
+
+
+def _finish(fig, path):
+  fig.tight_layout()
+  if path is not None:
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return None
+  return fig
+
+
+def plot_proof_of_principle(
+    result: Mapping[str, Any],
+    path: str | os.PathLike | None = None,
+    span: float | None = None,
+):
+  """The paper's Figure 2 from :func:`ngm_jax.two_timescale.simulate`.
+
+  Left, the output ``y`` against step for the gain-modulated learner
+  (``y = g·w·x``), the fast + slow model (``y = (w_fast + w_slow)·x``, dashed:
+  it lies on the gain-modulated line) and the slow-only learner, with the two
+  components ``w_slow·x`` and ``w_fast·x``, the target ``T`` (the steps after
+  the switch to ``T2`` shaded) and the step of peak gain (dashed); below it,
+  the gain ``g``. Right, at the step of peak gain, the loss
+  ``½·(T − y)²`` as a function of the raw weight ``W`` (``y = g·W·x``) and as
+  a function of ``W_eff`` (``y = W_eff·x``), each over its own coordinate
+  ``± span`` around the current point (dots), annotated with both curvatures
+  and their ratio ``d²L/dW_eff² / d²L/dW² = 1/g²``.
+
+  Args:
+    result: the dict returned by :func:`~ngm_jax.two_timescale.simulate`.
+    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    span: half-width of the right panel's weight ranges (default
+      ``1.5·|T2 − T1| / |x|``, or ``1.5 / |x|`` when ``T1 = T2``).
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+  """
+  s = result["settings"]
+  gm, fs, so = (_to_np(result[k]) for k in ("gain_modulated", "fast_slow", "slow_only"))
+  target = np.asarray(result["target"])
+  steps = np.arange(len(target))
+  switch, peak = int(result["switch_step"]), int(result["peak_gain_step"])
+  x = float(s["x"])
+
+  fig = plt.figure(figsize=(11, 4.6))
+  grid = fig.add_gridspec(2, 2, height_ratios=(3, 1), width_ratios=(1.35, 1))
+  ax_y = fig.add_subplot(grid[0, 0])
+  ax_g = fig.add_subplot(grid[1, 0], sharex=ax_y)
+  ax_l = fig.add_subplot(grid[:, 1])
+
+  for ax in (ax_y, ax_g):
+    ax.axvspan(switch - 0.5, steps[-1] + 0.5, color="k", alpha=0.07, lw=0)
+    ax.axvline(peak, color=_NGM, ls="--", lw=1)
+    ax.grid(alpha=0.2)
+  ax_y.plot(steps, target, color="k", lw=1, drawstyle="steps-mid", label="target T")
+  ax_y.plot(steps, so["y"], color=_SLOW, lw=1.6, label="slow only (g = g0)")
+  ax_y.plot(steps, gm["y"], color=_NGM, lw=2.2, label="gain-modulated, g·w·x")
+  ax_y.plot(steps, fs["y"], color="k", lw=1.1, ls=(0, (4, 3)),
+            label="fast + slow, (w_fast + w_slow)·x")
+  ax_y.plot(steps, fs["w_slow"] * x, color="tab:brown", lw=0.9, ls=":",
+            label="slow part w_slow·x = g0·w·x")
+  ax_y.plot(steps, fs["w_fast"] * x, color=_NGM, lw=0.9, ls=":",
+            label="fast part w_fast·x = (g − g0)·w·x")
+  ax_y.text(switch + 1, ax_y.get_ylim()[0], f" T: {s['t1']:g} → {s['t2']:g}",
+            va="bottom", ha="left", fontsize=8, color="0.3")
+  ax_y.set_ylabel("output y")
+  ax_y.legend(loc="center right", fontsize=7, framealpha=0.9)
+  ax_y.set_title("scalar model y = W_eff·x, target switch at step"
+                 f" {switch}", fontsize=10)
+  plt.setp(ax_y.get_xticklabels(), visible=False)
+  ax_g.plot(steps, gm["gain"], color=_NGM, lw=1.5)
+  ax_g.axhline(s["g0"], color="k", lw=0.7, ls=":")
+  ax_g.set_ylabel("gain g")
+  ax_g.set_xlabel("step")
+  ax_g.set_xlim(steps[0], steps[-1])
+
+  g, w, t_peak = float(gm["gain"][peak]), float(gm["w"][peak]), float(target[peak])
+  if span is None:
+    span = 1.5 * (abs(s["t2"] - s["t1"]) or 1.0) / abs(x)
+  land = _to_np(loss_landscape(w, g, x=x, target=t_peak, span=span))
+  ax_l.plot(land["w_grid"], land["loss_w"], color=_NGM, lw=2,
+            label="L against raw W  (y = g·W·x)")
+  ax_l.plot(land["w_eff_grid"], land["loss_w_eff"], color="k", lw=1.5,
+            label="L against W_eff  (y = W_eff·x)")
+  ax_l.plot([land["w"]], [land["loss"]], "o", color=_NGM, ms=6)
+  ax_l.plot([land["w_eff"]], [land["loss"]], "o", color="k", ms=5)
+  c_w, c_eff = float(land["curvature_w"]), float(land["curvature_w_eff"])
+  ax_l.text(
+      0.03, 0.97,
+      f"at peak gain (step {peak}): g = {g:.3f}, T = {t_peak:g}\n"
+      f"d²L/dW² = g²·x² = {c_w:.3f}\n"
+      f"d²L/dW_eff² = x² = {c_eff:.3f}\n"
+      f"W_eff curvature / W curvature = 1/g² = {c_eff / c_w:.3f}",
+      transform=ax_l.transAxes, va="top", fontsize=8,
+      bbox=dict(boxstyle="round", fc="white", ec="0.7"))
+  ax_l.set_xlabel("weight value (W or W_eff); dots: current point")
+  ax_l.set_ylabel("loss ½(T − y)²")
+  ax_l.set_ylim(0, None)
+  ax_l.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, 0.72))
+  ax_l.grid(alpha=0.2)
+  ax_l.set_title("loss seen in W and in W_eff at peak gain", fontsize=10)
+  return _finish(fig, path)
+
+
+def _to_np(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """A flat dict of arrays → the same dict of NumPy float64 arrays."""
+  return {k: np.asarray(v, np.float64) for k, v in tree.items()}
+
+
+def plot_curvature(
+    points: Sequence[Mapping[str, float]],
+    gain: np.ndarray,
+    iterations_per_task: int,
+    num_tasks: int,
+    learning_rate: float | None = None,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+):
+  """Top Hessian eigenvalues around task boundaries, with the gain.
+
+  Top, against iteration (log scale): ``λ_W`` (the top eigenvalue in the raw
+  params), ``g²·λ_Weff`` (open circles: on ``λ_W`` when ``λ_W = g²·λ_Weff``)
+  and ``λ_Weff`` (in the effective params), with ``2/lr`` (dashed) where a
+  step of ``lr`` on ``W`` stops being stable along the top direction. Bottom,
+  ``g²`` after every iteration (line) and the measured ratio ``λ_W/λ_Weff``
+  (dots). Dotted vertical lines mark task boundaries.
+
+  Args:
+    points: one mapping per measurement with ``iteration``, ``lambda_raw``,
+      ``lambda_eff`` and ``gain``.
+    gain: ``[T]`` the gain after each iteration ``1..T``.
+    iterations_per_task, num_tasks: I and K.
+    learning_rate: if given, the ``2/lr`` line is drawn.
+    title: figure title.
+    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+  """
+  it = np.array([p["iteration"] for p in points], np.float64)
+  lam_w = np.array([p["lambda_raw"] for p in points], np.float64)
+  lam_eff = np.array([p["lambda_eff"] for p in points], np.float64)
+  g2 = np.array([p["gain"] for p in points], np.float64) ** 2
+  gain = np.asarray(gain, np.float64)
+  steps = np.arange(1, len(gain) + 1)
+
+  fig, (ax_l, ax_g) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
+                                   height_ratios=(1.6, 1))
+  ax_l.plot(it, lam_w, "o", color=_NGM, ms=5, label="λ_W (raw params)")
+  ax_l.plot(it, g2 * lam_eff, "o", mfc="none", mec="k", ms=8,
+            label="g²·λ_Weff")
+  ax_l.plot(it, lam_eff, "s", color="tab:blue", ms=4,
+            label="λ_Weff (effective params)")
+  if learning_rate:
+    ax_l.axhline(2.0 / learning_rate, color="k", ls="--", lw=0.8,
+                 label=f"2/lr = {2.0 / learning_rate:g}")
+  ax_l.set_yscale("log")
+  ax_l.set_ylabel("top Hessian eigenvalue")
+  ax_l.legend(loc="lower right", fontsize=8, ncol=2)
+  ax_g.plot(steps, gain**2, color=_NGM, lw=1, label="g² (every iteration)")
+  ax_g.plot(it, lam_w / lam_eff, ".", color="k", ms=6, label="λ_W / λ_Weff")
+  ax_g.set_ylabel("g²")
+  ax_g.set_xlabel("iteration")
+  ax_g.legend(loc="upper right", fontsize=8)
+  for ax in (ax_l, ax_g):
+    for k in range(1, num_tasks):
+      ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
+    ax.grid(alpha=0.2)
+  if title:
+    ax_l.set_title(title, fontsize=10)
+  return _finish(fig, path)
