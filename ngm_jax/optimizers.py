@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import optax
 
 from ngm_jax.gain import ngm_sgd
 
-__all__ = ["OPTIMIZERS", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "OPTIMIZER_NAMES", "make_optimizer", "partition_by_gain"]
 
-#: Names accepted by :func:`make_optimizer`, in the paper's order.
+#: The paper's comparison, in its order (the default set of every benchmark).
 OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd")
+#: Every name :func:`make_optimizer` accepts.
+OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",)
+
+
+def partition_by_gain(
+    gain_tx: optax.GradientTransformation,
+    backbone_tx: optax.GradientTransformation,
+    gain_mask: Any,
+) -> optax.GradientTransformationExtraArgs:
+  """``gain_tx`` for the gain-modulated parameters, ``backbone_tx`` for the rest.
+
+  Built with ``optax.partition``; extra arguments such as ``entropy=`` reach
+  both groups, and :func:`ngm_jax.gain.gain_of` finds a gain in either.
+
+  Args:
+    gain_tx: transformation of the parameters the mask selects.
+    backbone_tx: transformation of every other parameter.
+    gain_mask: pytree of bools like the params (or ``params -> mask``).
+  """
+  def labels(params):
+    mask = gain_mask(params) if callable(gain_mask) else gain_mask
+    return jax.tree.map(lambda selected: "gain" if selected else "backbone", mask)
+
+  return optax.partition({"gain": gain_tx, "backbone": backbone_tx}, labels)
 
 
 def make_optimizer(
@@ -20,26 +47,45 @@ def make_optimizer(
     g0: float = 1.0,
     eta: float = 0.4,
     const_gain: float = 1.0,
+    backbone_momentum: float | None = None,
+    gain_mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   """One of the paper's optimizers; every one accepts ``entropy=`` in update.
 
   Args:
     name: ``ngm_sgd`` (gain-modulated SGD); ``sgd``; ``msgd`` (SGD with
       momentum 0.9); ``adam`` (default betas); ``g0_sgd`` (the ablation that
-      holds the gain constant at ``const_gain``: NGM-SGD with η = 0).
+      holds the gain constant at ``const_gain``: NGM-SGD with η = 0);
+      ``ngm_sgd_plain`` (NGM-SGD with no momentum anywhere, even when
+      ``backbone_momentum`` is set).
     learning_rate: step size on the raw weights.
     gamma, g0, eta: the gain dynamics of ``ngm_sgd`` (see
       :func:`ngm_jax.gain.gain_modulation`).
     const_gain: the constant gain of ``g0_sgd``.
+    backbone_momentum: None: ``ngm_sgd`` and ``g0_sgd`` train every parameter
+      by SGD. A number: only the ``gain_mask`` parameters do; the others
+      (the backbone) get SGD with this momentum (:func:`partition_by_gain`).
+    gain_mask: which parameters carry the gain; needed with
+      ``backbone_momentum``.
 
   Raises:
-    ValueError: for an unknown name (the message lists the known ones) or a bad
-      hyperparameter.
+    ValueError: for an unknown name (the message lists the known ones), a bad
+      hyperparameter, or ``backbone_momentum`` without a ``gain_mask``.
   """
-  if name == "ngm_sgd":
-    return ngm_sgd(learning_rate, gamma=gamma, g0=g0, eta=eta)
-  if name == "g0_sgd":
-    return ngm_sgd(learning_rate, gamma=gamma, g0=const_gain, eta=0.0)
+  if name in ("ngm_sgd", "g0_sgd", "ngm_sgd_plain"):
+    if name == "g0_sgd":
+      g0, eta = const_gain, 0.0
+    gain_tx = ngm_sgd(learning_rate, gamma=gamma, g0=g0, eta=eta)
+    if backbone_momentum is None or name == "ngm_sgd_plain":
+      return gain_tx
+    if gain_mask is None:
+      raise ValueError(
+          f"make_optimizer({name!r}, backbone_momentum={backbone_momentum}) needs"
+          " the gain_mask that separates the gain-modulated parameters from the"
+          " backbone."
+      )
+    backbone = optax.sgd(learning_rate, momentum=backbone_momentum)
+    return partition_by_gain(gain_tx, backbone, gain_mask)
   if name == "sgd":
     tx = optax.sgd(learning_rate)
   elif name == "msgd":
@@ -48,6 +94,6 @@ def make_optimizer(
     tx = optax.adam(learning_rate)
   else:
     raise ValueError(
-        f"Unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}."
+        f"Unknown optimizer {name!r}; choose from {', '.join(OPTIMIZER_NAMES)}."
     )
   return optax.with_extra_args_support(tx)

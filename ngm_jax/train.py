@@ -17,6 +17,7 @@ optimizer steps, so task ``k`` (1-based) covers iterations
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
@@ -33,7 +34,9 @@ from ngm_jax.streams import Sampler, TaskStream, joint_sampler
 __all__ = [
     "TrainState",
     "TrainConfig",
+    "TrainParts",
     "make_train",
+    "make_train_parts",
     "seed_keys",
     "curve_iterations",
     "task1_eval_size",
@@ -67,6 +70,13 @@ class TrainConfig:
       iterations. Must divide ``iterations_per_task``.
     eval_task1_limit: evaluate Task 1 on only its first N test images (None:
       all of them). Recorded in the output.
+    eval_batch_size: evaluate test sets in chunks of this many images (None:
+      all at once), to bound activation memory for convolutional models.
+    backbone_momentum: None: one optimizer for every parameter. A number: the
+      gain-modulated parameters (the ``gain_mask``) get the named optimizer
+      and every other parameter SGD with this momentum, through
+      ``optax.partition`` (the image benchmarks' NGM-SGD: gain-modulated
+      classifier by plain SGD, backbone by momentum SGD 0.9).
   """
 
   iterations_per_task: int = 200
@@ -79,6 +89,8 @@ class TrainConfig:
   eval_every: int = 1
   task_eval_every: int = 10
   eval_task1_limit: int | None = None
+  eval_batch_size: int | None = None
+  backbone_momentum: float | None = None
 
   def __post_init__(self):
     for name in ("iterations_per_task", "batch_size", "eval_every",
@@ -101,14 +113,21 @@ class TrainConfig:
           f"TrainConfig.eval_task1_limit={self.eval_task1_limit!r}: must be"
           " None (all Task-1 test images) or an integer >= 1."
       )
+    if self.eval_batch_size is not None and self.eval_batch_size < 1:
+      raise ValueError(
+          f"TrainConfig.eval_batch_size={self.eval_batch_size!r}: must be None"
+          " or an integer >= 1."
+      )
     if not self.learning_rate > 0:
       raise ValueError(
           f"TrainConfig.learning_rate={self.learning_rate!r}: must be > 0."
       )
 
-  def optimizer(self, name: str) -> optax.GradientTransformationExtraArgs:
+  def optimizer(self, name: str, gain_mask: Any = None
+                ) -> optax.GradientTransformationExtraArgs:
     """The named optimizer (see :func:`ngm_jax.optimizers.make_optimizer`)
-    with this config's hyperparameters."""
+    with this config's hyperparameters; with ``backbone_momentum`` set, only
+    the ``gain_mask`` parameters get it (the rest: momentum SGD)."""
     return make_optimizer(
         name,
         learning_rate=self.learning_rate,
@@ -116,6 +135,8 @@ class TrainConfig:
         g0=self.g0,
         eta=self.eta,
         const_gain=self.const_gain,
+        backbone_momentum=self.backbone_momentum,
+        gain_mask=gain_mask,
     )
 
 
@@ -143,6 +164,170 @@ def task1_eval_size(stream: TaskStream, config: TrainConfig) -> int:
   """How many Task-1 test images the per-iteration evaluation uses."""
   n = int(stream.test_task_ends[0])
   return n if config.eval_task1_limit is None else min(n, config.eval_task1_limit)
+
+
+class TrainParts(NamedTuple):
+  """The pieces of one run, for drivers other than the single scan.
+
+  Attributes:
+    init: ``(key, hyperparams=None) -> TrainState``.
+    eval_interval: ``state -> (state, (step_records, task1_records))``:
+      ``eval_every`` optimizer steps, then the Task-1 evaluation.
+    task_eval: ``state -> per_task_records``: every task's test set.
+    num_intervals: eval intervals in the whole run, ``T / eval_every``.
+    intervals_per_task_eval: eval intervals between per-task evaluations.
+  """
+
+  init: Callable[..., TrainState]
+  eval_interval: Callable[[TrainState], tuple[TrainState, Any]]
+  task_eval: Callable[[TrainState], dict[str, jax.Array]]
+  num_intervals: int
+  intervals_per_task_eval: int
+
+
+def make_train_parts(
+    stream: TaskStream,
+    optimizer: str | optax.GradientTransformationExtraArgs,
+    config: TrainConfig = TrainConfig(),
+    *,
+    model: nn.Module | None = None,
+    gain_mask: Any = mlp_gain_mask,
+    preprocess: Callable[[jax.Array], jax.Array] = standardise_mnist,
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    sampler: Sampler | None = None,
+    reset_opt_state_at_task_boundaries: bool = False,
+    unroll: bool = False,
+) -> TrainParts:
+  """The pure pieces of a run; see :func:`make_train` for the arguments.
+
+  ``unroll=True`` unrolls the ``eval_every`` steps of an eval interval instead
+  of looping over them (XLA:CPU runs a convolution's weight gradient far
+  slower inside a loop).
+  """
+  if isinstance(optimizer, str):
+    tx = config.optimizer(optimizer, gain_mask)
+  else:
+    tx = optimizer
+  if not hasattr(tx, "update"):
+    raise TypeError(f"optimizer must be a name or an optax transformation, got {tx!r}.")
+  tx = optax.with_extra_args_support(tx)
+  model = model or MLP(num_classes=stream.num_classes)
+
+  num_tasks = stream.num_tasks
+  iters = config.iterations_per_task
+  train_x = jnp.asarray(stream.train_images)
+  train_y = jnp.asarray(stream.train_labels)
+  test_x = jnp.asarray(stream.test_images)
+  test_y = jnp.asarray(stream.test_labels)
+  test_ids = jnp.asarray(stream.test_task_ids)
+  n_task1 = task1_eval_size(stream, config)
+  task1_x, task1_y = test_x[:n_task1], test_y[:n_task1]
+  test_counts = jnp.asarray(stream.task_sizes("test"), jnp.float32)
+  sampler = sampler or joint_sampler(stream, config.batch_size, iters)
+
+  def forward(params, model_state, gain, images, train):
+    """Logits ``[B, C]`` with ``W_eff``, and the (updated) model state."""
+    variables = {"params": effective_params(params, gain, gain_mask), **model_state}
+    x = preprocess(images)
+    if train and model_state:
+      logits, updates = model.apply(variables, x, train=True, mutable=list(model_state))
+      return logits, {**model_state, **updates}
+    return model.apply(variables, x, train=train), model_state
+
+  def current_gain(opt_state):
+    return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
+
+  def loss_fn(params, model_state, gain, images, labels):
+    logits, model_state = forward(params, model_state, gain, images, train=True)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, (logits, model_state)
+
+  def reset_at_boundary(state: TrainState, opt_state):
+    """Fresh optimizer state (the gain kept) on a task's first iteration."""
+    fresh = tx.init(state.params)
+    if gain_of(fresh, default=None) is not None:
+      fresh = optax.tree.set(fresh, gain=gain_of(opt_state))
+    boundary = (state.step > 0) & (state.step % iters == 0)
+    return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
+
+  def train_step(state: TrainState, _):
+    key, batch_key, augment_key = jax.random.split(state.key, 3)
+    rows, sampler_state = sampler.sample(batch_key, state.step, state.sampler_state)
+    images, labels = train_x[rows], train_y[rows]
+    if augment is not None:
+      images = augment(augment_key, images)
+    opt_state = state.opt_state
+    if reset_opt_state_at_task_boundaries:
+      opt_state = reset_at_boundary(state, opt_state)
+    gain = current_gain(opt_state)
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.model_state, gain, images, labels)
+    h = entropy(jax.lax.stop_gradient(logits))
+    updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
+    params = optax.apply_updates(state.params, updates)
+    record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
+    return TrainState(params, model_state, opt_state, sampler_state, key,
+                      state.step + 1), record
+
+  def evaluate(state: TrainState, images, labels):
+    """Per-example correctness and loss ``[N]`` of the network as it is now."""
+    gain = current_gain(state.opt_state)
+
+    def chunk(xy):
+      logits, _ = forward(state.params, state.model_state, gain, xy[0], train=False)
+      losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
+      return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
+
+    n, size = len(labels), config.eval_batch_size
+    if size is None or n <= size:
+      return chunk((images, labels))
+    pad = -n % size
+    padded = (jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1)),
+              jnp.pad(labels, (0, pad)))
+    batched = jax.tree.map(lambda a: a.reshape((-1, size) + a.shape[1:]), padded)
+    correct, losses = jax.lax.map(chunk, batched)
+    return correct.reshape(-1)[:n], losses.reshape(-1)[:n]
+
+  def eval_interval(state):
+    state, steps = jax.lax.scan(train_step, state, None, length=config.eval_every,
+                                unroll=unroll)
+    correct, losses = evaluate(state, task1_x, task1_y)
+    return state, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
+
+  def task_eval(state):
+    correct, losses = evaluate(state, test_x, test_y)
+    return {
+        "task_acc": jax.ops.segment_sum(correct, test_ids, num_tasks) / test_counts,
+        "task_loss": jax.ops.segment_sum(losses, test_ids, num_tasks) / test_counts,
+    }
+
+  def init(key: jax.Array, hyperparams: Mapping[str, Any] | None = None) -> TrainState:
+    init_key, sampler_key, loop_key = jax.random.split(key, 3)
+    variables = dict(model.init(init_key, preprocess(train_x[:1]), train=False))
+    params = variables.pop("params")
+    opt_state = tx.init(params)
+    if hyperparams:
+      opt_state = optax.tree.set(opt_state, **hyperparams)
+    return TrainState(params, variables, opt_state, sampler.init(sampler_key),
+                      loop_key, jnp.zeros((), jnp.int32))
+
+  return TrainParts(
+      init=init,
+      eval_interval=eval_interval,
+      task_eval=task_eval,
+      num_intervals=num_tasks * iters // config.eval_every,
+      intervals_per_task_eval=config.task_eval_every // config.eval_every,
+  )
+
+
+def _assemble(steps, task1, per_task) -> dict[str, jax.Array]:
+  """Records shaped ``[..., blocks, intervals, eval_every]`` (steps),
+  ``[..., blocks, intervals]`` (Task 1) and ``[..., blocks, K]`` (per task)
+  → the curves of :func:`make_train`."""
+  curves = {k: v.reshape(v.shape[:-3] + (-1,)) for k, v in steps.items()}
+  curves.update({k: v.reshape(v.shape[:-2] + (-1,)) for k, v in task1.items()})
+  curves.update(per_task)
+  return curves
 
 
 def make_train(
@@ -204,113 +389,98 @@ def make_train(
     with ``T = K · iterations_per_task``. :func:`curve_iterations` gives the
     iteration of each point.
   """
-  tx = config.optimizer(optimizer) if isinstance(optimizer, str) else optimizer
-  if not hasattr(tx, "update"):
-    raise TypeError(f"optimizer must be a name or an optax transformation, got {tx!r}.")
-  tx = optax.with_extra_args_support(tx)
-  model = model or MLP(num_classes=stream.num_classes)
+  parts = make_train_parts(
+      stream, optimizer, config, model=model, gain_mask=gain_mask,
+      preprocess=preprocess, augment=augment, sampler=sampler,
+      reset_opt_state_at_task_boundaries=reset_opt_state_at_task_boundaries)
+  return _scanned(parts, progress)
 
-  num_tasks = stream.num_tasks
-  iters = config.iterations_per_task
-  evals_per_block = config.task_eval_every // config.eval_every
-  blocks = num_tasks * iters // config.task_eval_every
 
-  train_x = jnp.asarray(stream.train_images)
-  train_y = jnp.asarray(stream.train_labels)
-  test_x = jnp.asarray(stream.test_images)
-  test_y = jnp.asarray(stream.test_labels)
-  test_ids = jnp.asarray(stream.test_task_ids)
-  n_task1 = task1_eval_size(stream, config)
-  task1_x, task1_y = test_x[:n_task1], test_y[:n_task1]
-  test_counts = jnp.asarray(stream.task_sizes("test"), jnp.float32)
-  sampler = sampler or joint_sampler(stream, config.batch_size, iters)
+def _scanned(parts: TrainParts, progress: Callable[[int], None] | None):
+  """``train(key, hyperparams=None)``: the whole run as one ``lax.scan``."""
+  blocks = parts.num_intervals // parts.intervals_per_task_eval
 
-  def forward(params, model_state, gain, images, train):
-    """Logits ``[B, C]`` with ``W_eff``, and the (updated) model state."""
-    variables = {"params": effective_params(params, gain, gain_mask), **model_state}
-    x = preprocess(images)
-    if train and model_state:
-      logits, updates = model.apply(variables, x, train=True, mutable=list(model_state))
-      return logits, {**model_state, **updates}
-    return model.apply(variables, x, train=train), model_state
-
-  def current_gain(opt_state):
-    return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
-
-  def loss_fn(params, model_state, gain, images, labels):
-    logits, model_state = forward(params, model_state, gain, images, train=True)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return loss, (logits, model_state)
-
-  def reset_at_boundary(state: TrainState, opt_state):
-    """Fresh optimizer state (the gain kept) on a task's first iteration."""
-    fresh = tx.init(state.params)
-    if gain_of(fresh, default=None) is not None:
-      fresh = optax.tree.set(fresh, gain=gain_of(opt_state))
-    boundary = (state.step > 0) & (state.step % iters == 0)
-    return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
-
-  def train_step(state: TrainState, _):
-    key, batch_key, augment_key = jax.random.split(state.key, 3)
-    rows, sampler_state = sampler.sample(batch_key, state.step, state.sampler_state)
-    images, labels = train_x[rows], train_y[rows]
-    if augment is not None:
-      images = augment(augment_key, images)
-    opt_state = state.opt_state
-    if reset_opt_state_at_task_boundaries:
-      opt_state = reset_at_boundary(state, opt_state)
-    gain = current_gain(opt_state)
-    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.model_state, gain, images, labels)
-    h = entropy(jax.lax.stop_gradient(logits))
-    updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
-    params = optax.apply_updates(state.params, updates)
-    record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
-    return TrainState(params, model_state, opt_state, sampler_state, key,
-                      state.step + 1), record
-
-  def evaluate(state: TrainState, images, labels):
-    """Per-example correctness and loss ``[N]`` of the network as it is now."""
-    logits, _ = forward(state.params, state.model_state, current_gain(state.opt_state),
-                        images, train=False)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    return correct, losses
-
-  def eval_interval(state, _):
-    state, steps = jax.lax.scan(train_step, state, None, length=config.eval_every)
-    correct, losses = evaluate(state, task1_x, task1_y)
-    return state, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
-
-  def task_eval_interval(state, _):
+  def task_eval_block(state, _):
     state, (steps, task1) = jax.lax.scan(
-        eval_interval, state, None, length=evals_per_block)
-    correct, losses = evaluate(state, test_x, test_y)
-    per_task = {
-        "task_acc": jax.ops.segment_sum(correct, test_ids, num_tasks) / test_counts,
-        "task_loss": jax.ops.segment_sum(losses, test_ids, num_tasks) / test_counts,
-    }
+        lambda s, _: parts.eval_interval(s), state, None,
+        length=parts.intervals_per_task_eval)
     if progress is not None:
       jax.debug.callback(progress, state.step)
-    return state, (steps, task1, per_task)
-
-  def init(key: jax.Array, hyperparams: Mapping[str, Any] | None = None) -> TrainState:
-    init_key, sampler_key, loop_key = jax.random.split(key, 3)
-    variables = dict(model.init(init_key, preprocess(train_x[:1]), train=False))
-    params = variables.pop("params")
-    opt_state = tx.init(params)
-    if hyperparams:
-      opt_state = optax.tree.set(opt_state, **hyperparams)
-    return TrainState(params, variables, opt_state, sampler.init(sampler_key),
-                      loop_key, jnp.zeros((), jnp.int32))
+    return state, (steps, task1, parts.task_eval(state))
 
   def train(key: jax.Array, hyperparams: Mapping[str, Any] | None = None
             ) -> dict[str, jax.Array]:
-    _, (steps, task1, per_task) = jax.lax.scan(
-        task_eval_interval, init(key, hyperparams), None, length=blocks)
-    curves = {k: v.reshape(-1) for k, v in steps.items()}
-    curves.update({k: v.reshape(-1) for k, v in task1.items()})
-    curves.update(per_task)
-    return curves
+    _, records = jax.lax.scan(task_eval_block, parts.init(key, hyperparams), None,
+                              length=blocks)
+    return _assemble(*records)
 
   return train
+
+
+#: How :func:`train_seeds` runs the loop and the seeds.
+LOOPS = ("scan", "chunked")
+SEED_AXES = ("vmap", "map")
+
+
+def train_seeds(
+    parts: TrainParts,
+    keys: jax.Array,
+    *,
+    loop: str = "scan",
+    seed_axis: str = "vmap",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+  """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
+
+  Args:
+    parts: from :func:`make_train_parts` (with ``unroll=True`` for
+      ``loop="chunked"`` on CPU convolutions).
+    keys: one PRNG key per seed.
+    loop: ``"scan"``: the whole run is one compiled program (``lax.scan``
+      over iterations). ``"chunked"``: one compiled eval interval
+      (``eval_every`` steps and the Task-1 evaluation), called from Python;
+      evaluation stays compiled and data stay on the device.
+    seed_axis: ``"vmap"``: seeds batched into every operation; ``"map"``:
+      seeds one after another inside the compiled program (``lax.map``).
+    progress: host callback with the iteration count, after every per-task
+      evaluation.
+
+  Returns:
+    ``(curves, timings)``: the curves of :func:`make_train` with a leading
+    seed axis, as NumPy arrays; ``{"compile_s", "run_s"}`` in seconds
+    (compilation ahead of time, then the run).
+  """
+  if loop not in LOOPS:
+    raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
+  if seed_axis not in SEED_AXES:
+    raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
+  over_seeds = jax.vmap if seed_axis == "vmap" else (lambda f: lambda x: jax.lax.map(f, x))
+  t0 = time.perf_counter()
+  if loop == "scan":
+    train = _scanned(parts, progress)
+    compiled = jax.jit(over_seeds(train)).lower(keys).compile()
+    t1 = time.perf_counter()
+    curves = jax.device_get(jax.block_until_ready(compiled(keys)))
+  else:
+    init = jax.jit(over_seeds(parts.init)).lower(keys).compile()
+    state = init(keys)
+    interval = jax.jit(over_seeds(parts.eval_interval), donate_argnums=0
+                       ).lower(state).compile()
+    task_eval = jax.jit(over_seeds(parts.task_eval)).lower(state).compile()
+    t1 = time.perf_counter()
+    steps, task1, per_task = [], [], []
+    for i in range(1, parts.num_intervals + 1):
+      state, (s, t) = interval(state)
+      steps.append(s)
+      task1.append(t)
+      if i % parts.intervals_per_task_eval == 0:
+        per_task.append(task_eval(state))
+        if progress is not None:
+          progress(int(jax.device_get(state.step).max()))
+    stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1),
+                                         *jax.device_get(records))
+    steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+    curves = {k: v.reshape(v.shape[:1] + (-1,)) for k, v in {**steps, **task1}.items()}
+    curves.update(per_task)
+  t2 = time.perf_counter()
+  return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}

@@ -32,11 +32,13 @@ records, at index ``t``, the quantities *of step t*, before its update
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "SIGNALS",
@@ -163,8 +165,12 @@ def simulate_gain_modulated(
       :func:`simulate`), or ``signal`` is an unknown name.
   """
   _check_dynamics("simulate_gain_modulated", learning_rate, gamma, g0, eta, x)
-  u_fn = uncertainty_signal(signal)
+  return _run_gain_modulated(targets, x, w0, learning_rate, gamma, g0, eta,
+                             u_fn=uncertainty_signal(signal))
 
+
+@functools.partial(jax.jit, static_argnames="u_fn")
+def _run_gain_modulated(targets, x, w0, learning_rate, gamma, g0, eta, *, u_fn):
   def step(state, target):
     w, g = state
     y = g * w * x
@@ -220,8 +226,12 @@ def simulate_fast_slow(
     ValueError: as :func:`simulate_gain_modulated`.
   """
   _check_dynamics("simulate_fast_slow", learning_rate, gamma, g0, eta, x)
-  u_fn = uncertainty_signal(signal)
+  return _run_fast_slow(targets, x, w0, learning_rate, gamma, g0, eta,
+                        u_fn=uncertainty_signal(signal))
 
+
+@functools.partial(jax.jit, static_argnames="u_fn")
+def _run_fast_slow(targets, x, w0, learning_rate, gamma, g0, eta, *, u_fn):
   def step(state, target):
     w_slow, w_fast, g = state
     y = (w_fast + w_slow) * x
@@ -259,7 +269,11 @@ def simulate_slow_only(
     ValueError: if ``learning_rate``, ``g0`` or ``x`` is outside its range.
   """
   _check_dynamics("simulate_slow_only", learning_rate, 0.0, g0, 0.0, x)
+  return _run_slow_only(targets, x, w0, learning_rate, g0)
 
+
+@jax.jit
+def _run_slow_only(targets, x, w0, learning_rate, g0):
   def step(w, target):
     y = g0 * w * x
     error = target - y
@@ -347,6 +361,8 @@ def steps_to_target(
 ) -> int:
   """Steps from ``start`` until ``y`` is within ``rtol·|target|`` of ``target``.
 
+  A host-side metric (NumPy) of a finished trajectory.
+
   Args:
     y: ``[steps]`` a trajectory.
     target: the target value (nonzero).
@@ -361,7 +377,7 @@ def steps_to_target(
   Raises:
     ValueError: if ``target`` is zero or ``rtol``/``start`` is out of range.
   """
-  y = jnp.asarray(y)
+  y = np.asarray(y)
   _check("steps_to_target", "target", target, lambda v: v != 0,
          "(-inf, 0) or (0, inf)")
   _check("steps_to_target", "rtol", rtol, lambda v: 0 < v < 1, "(0, 1)")
@@ -370,14 +386,22 @@ def steps_to_target(
         f"steps_to_target: start={start!r} is not allowed; start must be an"
         f" integer in [0, {y.shape[-1]})."
     )
-  inside = jnp.abs(y[start:] - target) <= rtol * abs(target)
+  inside = np.abs(y[start:] - target) <= rtol * abs(target)
   if stay:
-    inside = jnp.flip(jnp.cumprod(jnp.flip(inside).astype(jnp.int32))) > 0
-  return int(jnp.argmax(inside)) if bool(jnp.any(inside)) else -1
+    inside = np.flip(np.cumprod(np.flip(inside))) > 0
+  return int(np.argmax(inside)) if inside.any() else -1
 
 
 def _loss(w_eff, x, target):
   return 0.5 * (target - w_eff * x) ** 2
+
+
+@jax.jit
+def _curvatures(w, gain, x, target):
+  """``(d²L/dW², d²L/dW_eff²)`` at ``W = w``, ``W_eff = g·w``, by jax.hessian."""
+  in_w = jax.hessian(lambda v: _loss(gain * v, x, target))(w)
+  in_w_eff = jax.hessian(lambda v: _loss(v, x, target))(gain * w)
+  return in_w, in_w_eff
 
 
 def loss_landscape(
@@ -425,8 +449,10 @@ def loss_landscape(
         " in [3, inf)."
     )
   w, gain = jnp.float32(w), jnp.float32(gain)
+  x, target = jnp.float32(x), jnp.float32(target)
   offsets = jnp.linspace(-span, span, num, dtype=jnp.float32)
   w_grid, w_eff_grid = w + offsets, gain * w + offsets
+  curvature_w, curvature_w_eff = _curvatures(w, gain, x, target)
   return {
       "w_grid": w_grid,
       "loss_w": _loss(gain * w_grid, x, target),
@@ -435,8 +461,8 @@ def loss_landscape(
       "w": w,
       "w_eff": gain * w,
       "loss": _loss(gain * w, x, target),
-      "curvature_w": jax.hessian(lambda v: _loss(gain * v, x, target))(w),
-      "curvature_w_eff": jax.hessian(lambda v: _loss(v, x, target))(gain * w),
+      "curvature_w": curvature_w,
+      "curvature_w_eff": curvature_w_eff,
   }
 
 

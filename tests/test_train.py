@@ -10,7 +10,8 @@ import pytest
 
 from ngm_jax import gain as ngm
 from ngm_jax import streams
-from ngm_jax.train import TrainConfig, curve_iterations, make_train, seed_keys
+from ngm_jax.train import (TrainConfig, curve_iterations, make_train, make_train_parts,
+                           seed_keys, train_seeds)
 from tests.conftest import fake_mnist
 
 CONFIG = TrainConfig(iterations_per_task=6, batch_size=8, eta=0.4,
@@ -149,3 +150,34 @@ def test_hyperparameters_as_a_vmap_axis(stream):
     np.testing.assert_allclose(swept["gain"][i], single["gain"], rtol=1e-5)
     np.testing.assert_allclose(swept["task1_acc"][i], single["task1_acc"], atol=1e-6)
   np.testing.assert_allclose(swept["gain"][0], 1.0, rtol=1e-6)  # eta = 0 holds g0
+
+
+@pytest.mark.parametrize("loop, seed_axis", [("scan", "map"), ("chunked", "vmap"),
+                                             ("chunked", "map")])
+def test_every_driver_gives_the_scanned_vmapped_curves(stream, ngm_curves, loop, seed_axis):
+  _, reference = ngm_curves
+  parts = make_train_parts(stream, "ngm_sgd", CONFIG, unroll=(loop == "chunked"))
+  seen = []
+  curves, timings = train_seeds(parts, seed_keys(2), loop=loop, seed_axis=seed_axis,
+                                progress=lambda step: seen.append(int(np.max(step))))
+  jax.effects_barrier()
+  assert set(curves) == set(reference)
+  for name, value in reference.items():
+    np.testing.assert_allclose(curves[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+  assert max(seen) == 30 and timings["run_s"] > 0 and timings["compile_s"] > 0
+
+
+def test_batched_evaluation_matches_whole_set(stream, ngm_curves):
+  _, reference = ngm_curves
+  config = dataclasses.replace(CONFIG, eval_batch_size=7)  # 12 and 60 images: padded
+  curves = jax.jit(jax.vmap(make_train(stream, "ngm_sgd", config)))(seed_keys(2))
+  for name in ("task1_acc", "task1_loss", "task_acc", "task_loss"):
+    np.testing.assert_allclose(curves[name], reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_train_seeds_rejects_unknown_modes(stream):
+  parts = make_train_parts(stream, "sgd", CONFIG)
+  with pytest.raises(ValueError, match="choose from scan, chunked"):
+    train_seeds(parts, seed_keys(1), loop="python")
+  with pytest.raises(ValueError, match="choose from vmap, map"):
+    train_seeds(parts, seed_keys(1), seed_axis="pmap")
