@@ -33,6 +33,7 @@ __all__ = [
     "gain_modulation",
     "ngm_sgd",
     "gain_of",
+    "set_gain",
     "effective_params",
     "entropy",
 ]
@@ -135,6 +136,13 @@ def ngm_sgd(
 _NO_GAIN = object()
 
 
+def _is_gain_field(path, value) -> bool:
+  """True for the ``gain`` field of a :class:`GainModulationState` (not, say,
+  a dict entry that happens to be called "gain")."""
+  del value
+  return getattr(path[-1], "tuple_name", None) == GainModulationState.__name__
+
+
 def gain_of(opt_state: optax.OptState, default: Any = _NO_GAIN) -> jax.Array:
   """The gain held anywhere in an optimizer state (a chain, a partition, ...).
 
@@ -151,7 +159,7 @@ def gain_of(opt_state: optax.OptState, default: Any = _NO_GAIN) -> jax.Array:
     KeyError: if the state holds no gain and no default is given, or more than
       one gain.
   """
-  found = optax.tree.get(opt_state, "gain", default=_NO_GAIN)
+  found = optax.tree.get(opt_state, "gain", default=_NO_GAIN, filtering=_is_gain_field)
   if found is _NO_GAIN:
     if default is _NO_GAIN:
       raise KeyError(
@@ -160,6 +168,12 @@ def gain_of(opt_state: optax.OptState, default: Any = _NO_GAIN) -> jax.Array:
       )
     return default
   return found
+
+
+def set_gain(opt_state: optax.OptState, gain: jax.Array) -> optax.OptState:
+  """``opt_state`` with the gain of its :func:`gain_modulation` replaced."""
+  return optax.tree.set(opt_state, _is_gain_field,
+                        gain=jnp.asarray(gain, dtype=jnp.float32))
 
 
 Mask = Union[Any, Callable[[Any], Any]]

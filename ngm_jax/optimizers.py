@@ -34,9 +34,10 @@ def partition_by_gain(
   """
   def labels(params):
     mask = gain_mask(params) if callable(gain_mask) else gain_mask
-    return jax.tree.map(lambda selected: "gain" if selected else "backbone", mask)
+    return jax.tree.map(
+        lambda selected: "gain_modulated" if selected else "backbone", mask)
 
-  return optax.partition({"gain": gain_tx, "backbone": backbone_tx}, labels)
+  return optax.partition({"gain_modulated": gain_tx, "backbone": backbone_tx}, labels)
 
 
 def make_optimizer(

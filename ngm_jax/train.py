@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ngm_jax.gain import effective_params, entropy, gain_of
+from ngm_jax.gain import effective_params, entropy, gain_of, set_gain
 from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
 from ngm_jax.optimizers import make_optimizer
 from ngm_jax.streams import Sampler, TaskStream, joint_sampler
@@ -246,7 +246,7 @@ def make_train_parts(
     """Fresh optimizer state (the gain kept) on a task's first iteration."""
     fresh = tx.init(state.params)
     if gain_of(fresh, default=None) is not None:
-      fresh = optax.tree.set(fresh, gain=gain_of(opt_state))
+      fresh = set_gain(fresh, gain_of(opt_state))
     boundary = (state.step > 0) & (state.step % iters == 0)
     return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
 

@@ -221,3 +221,16 @@ class TestEntropy:
     h1 = math.log(2)
     h2 = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     np.testing.assert_allclose(ngm.entropy(logits), (h1 + h2) / 2, rtol=1e-6)
+
+
+def test_gain_of_ignores_other_entries_named_gain():
+  tx = optax.multi_transform({"gain": ngm.ngm_sgd(0.1, g0=2.5), "other": optax.sgd(0.1)},
+                             {"a": "gain", "b": "other"})
+  state = tx.init({"a": jnp.zeros(1), "b": jnp.zeros(1)})
+  assert float(ngm.gain_of(state)) == 2.5
+
+
+def test_set_gain_replaces_only_the_gain():
+  tx = optax.chain(ngm.gain_modulation(g0=1.0), optax.sgd(0.1, momentum=0.9))
+  state = ngm.set_gain(tx.init(_params()), 4.0)
+  assert float(ngm.gain_of(state)) == 4.0 and ngm.gain_of(state).dtype == jnp.float32
