@@ -5,31 +5,61 @@ the union of tasks ``1..k`` is a prefix of the training arrays. Incremental
 joint training (no task labels, one shared head) then samples a minibatch at
 task ``k`` uniformly, with replacement, from that prefix:
 :func:`sample_joint_indices`.
+
+Benchmarks (:data:`BENCHMARKS`, built by :func:`load_benchmark`):
+
+* ``split_mnist``, ``split_cifar10``: 5 tasks of 2 classes, in label order.
+* ``rotated_mnist``: every digit at 0°, 80°, 160°.
+* ``domain_cifar100``: 20 superclass labels in every task; task ``t`` holds
+  the ``t``-th fine class of each superclass.
+* ``split_miniimagenet``: ``num_tasks`` tasks of ``classes_per_task`` classes.
+
+Before putting a stream on an accelerator, :func:`check_fits` compares the
+bytes its arrays need with the device's memory; :func:`subsample_test` keeps a
+fixed random subset of each task's test set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngm_jax.data import ImageDataset, load_mnist
+from ngm_jax.data import (
+    CIFAR10_CLASSES,
+    ImageDataset,
+    load_cifar10,
+    load_cifar100,
+    load_miniimagenet,
+    load_mnist,
+)
 
 __all__ = [
     "TaskStream",
     "split_by_classes",
     "split_mnist",
+    "split_cifar10",
+    "domain_cifar100",
+    "split_miniimagenet",
     "rotate_images",
     "rotated",
     "rotated_mnist",
+    "subsample_test",
     "sample_joint_indices",
     "Sampler",
     "joint_sampler",
     "BENCHMARKS",
+    "benchmark_options",
     "load_benchmark",
+    "DatasetTooLargeError",
+    "stream_nbytes",
+    "device_memory_bytes",
+    "check_fits",
 ]
 
 
@@ -101,6 +131,59 @@ def _from_tasks(name, task_names, num_classes, train_parts, test_parts) -> TaskS
   )
 
 
+def _take(images: np.ndarray, labels: np.ndarray, rows: Sequence[np.ndarray]):
+  """``images``/``labels`` at the rows of each task in turn, and the task ends.
+
+  When the rows are every row in stored order, the arrays are returned as
+  they are (no copy: a loader that stores classes in order, like mini-ImageNet,
+  costs no second copy of its images).
+  """
+  idx = np.concatenate(rows) if len(rows) else np.zeros(0, np.int64)
+  ends = np.cumsum([len(r) for r in rows]).astype(np.int32)
+  if len(idx) == len(labels) and np.array_equal(idx, np.arange(len(labels))):
+    return images, labels.astype(np.int32, copy=False), ends
+  return images[idx], labels[idx].astype(np.int32, copy=False), ends
+
+
+def _from_rows(
+    name, task_names, num_classes, data: ImageDataset, train_rows, test_rows,
+    train_labels=None, test_labels=None,
+) -> TaskStream:
+  """A stream from each task's row indices into ``data`` (labels default to
+  ``data``'s)."""
+  train = _take(
+      data.train_images,
+      data.train_labels if train_labels is None else train_labels,
+      train_rows,
+  )
+  test = _take(
+      data.test_images,
+      data.test_labels if test_labels is None else test_labels,
+      test_rows,
+  )
+  return TaskStream(
+      name=name,
+      task_names=tuple(task_names),
+      num_classes=num_classes,
+      train_images=train[0],
+      train_labels=train[1],
+      train_task_ends=train[2],
+      test_images=test[0],
+      test_labels=test[1],
+      test_task_ends=test[2],
+  )
+
+
+def _check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
+  """``value`` as an int if it is an integer in ``low..high``, else ValueError."""
+  ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+  ok = ok and value >= low and (high is None or value <= high)
+  if not ok:
+    allowed = f"in {low}..{high}" if high is not None else f">= {low}"
+    raise ValueError(f"{what} must be an integer {allowed}, got {value!r}.")
+  return int(value)
+
+
 def split_by_classes(
     data: ImageDataset,
     class_groups: Sequence[Sequence[int]],
@@ -109,7 +192,8 @@ def split_by_classes(
 ) -> TaskStream:
   """Class-incremental stream: task ``k`` holds the classes ``class_groups[k]``.
 
-  Labels are kept as they are (one shared head over all classes).
+  Labels are kept as they are (one shared head over all classes). Within a
+  task, examples keep their stored order.
   """
   groups = [tuple(int(c) for c in g) for g in class_groups]
   flat = [c for g in groups for c in g]
@@ -123,17 +207,16 @@ def split_by_classes(
         f" classes {sorted(present)}."
     )
 
-  def select(images, labels):
-    return [
-        (images[np.isin(labels, g)], labels[np.isin(labels, g)]) for g in groups
-    ]
+  def rows(labels):
+    return [np.flatnonzero(np.isin(labels, g)) for g in groups]
 
-  return _from_tasks(
+  return _from_rows(
       name,
       ["/".join(map(str, g)) for g in groups],
       num_classes or int(max(flat)) + 1,
-      select(data.train_images, data.train_labels),
-      select(data.test_images, data.test_labels),
+      data,
+      rows(data.train_labels),
+      rows(data.test_labels),
   )
 
 
@@ -141,6 +224,114 @@ def split_mnist(data: ImageDataset) -> TaskStream:
   """Split MNIST: 5 tasks {0,1}, {2,3}, {4,5}, {6,7}, {8,9}; 10-way head."""
   return split_by_classes(
       data, [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], "split_mnist", 10
+  )
+
+
+def split_cifar10(data: ImageDataset) -> TaskStream:
+  """Split CIFAR-10: 5 tasks of 2 classes in label order, {0,1} .. {8,9}
+  (airplane/automobile, bird/cat, deer/dog, frog/horse, ship/truck); 10-way
+  head. Task names are the class names."""
+  groups = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
+  stream = split_by_classes(data, groups, "split_cifar10", 10)
+  names = data.class_names if data.class_names is not None else CIFAR10_CLASSES
+  if len(names) != 10:
+    names = CIFAR10_CLASSES
+  return dataclasses.replace(
+      stream, task_names=tuple(f"{names[a]}/{names[b]}" for a, b in groups)
+  )
+
+
+#: CIFAR-100's superclasses each hold this many fine classes.
+CIFAR100_FINE_PER_COARSE = 5
+
+
+def domain_cifar100(data: ImageDataset, num_tasks: int = 5) -> TaskStream:
+  """Domain-incremental CIFAR-100: predict the superclass, from new classes.
+
+  The labels are the 20 superclasses (``data.*_coarse_labels``; a 20-way
+  head). Each superclass's fine classes are ordered by fine label id; task
+  ``t`` (0-based) holds the ``t``-th fine class of every superclass, so every
+  task has all 20 labels, drawn from fine classes no other task has.
+
+  Args:
+    data: CIFAR-100 with coarse labels (:func:`ngm_jax.data.load_cifar100`).
+    num_tasks: 1..5 (CIFAR-100 has 5 fine classes per superclass).
+
+  Raises:
+    ValueError: ``num_tasks`` out of range; no coarse labels; a fine class in
+      two superclasses; a superclass with fewer than ``num_tasks`` classes.
+  """
+  num_tasks = _check_int(
+      "domain_cifar100: num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE
+  )
+  if data.train_coarse_labels is None or data.test_coarse_labels is None:
+    raise ValueError(
+        "domain_cifar100 needs the superclass labels (train_coarse_labels,"
+        " test_coarse_labels); load the data with ngm_jax.data.load_cifar100."
+    )
+  pairs = np.unique(
+      np.stack([data.train_labels, data.train_coarse_labels], axis=1), axis=0
+  )  # (fine, coarse), sorted by fine id
+  fine_ids, count = np.unique(pairs[:, 0], return_counts=True)
+  if (count > 1).any():
+    raise ValueError(
+        "domain_cifar100: fine classes"
+        f" {fine_ids[count > 1].tolist()} appear under more than one superclass."
+    )
+  num_coarse = int(pairs[:, 1].max()) + 1
+  fines = [pairs[pairs[:, 1] == c, 0] for c in range(num_coarse)]
+  short = [c for c, f in enumerate(fines) if len(f) < num_tasks]
+  if short:
+    raise ValueError(
+        f"domain_cifar100: num_tasks={num_tasks} needs {num_tasks} fine classes"
+        f" in every superclass, but superclasses {short} have fewer."
+    )
+  task_fines = [[int(f[t]) for f in fines] for t in range(num_tasks)]
+
+  def rows(fine):
+    return [np.flatnonzero(np.isin(fine, tf)) for tf in task_fines]
+
+  return _from_rows(
+      "domain_cifar100",
+      [f"fine-{t + 1}" for t in range(num_tasks)],
+      num_coarse,
+      data,
+      rows(data.train_labels),
+      rows(data.test_labels),
+      train_labels=data.train_coarse_labels,
+      test_labels=data.test_coarse_labels,
+  )
+
+
+def split_miniimagenet(
+    data: ImageDataset, num_tasks: int = 5, classes_per_task: int = 10
+) -> TaskStream:
+  """Split mini-ImageNet: task ``t`` holds classes
+  ``t*classes_per_task .. (t+1)*classes_per_task - 1`` (class order as in
+  :func:`ngm_jax.data.read_miniimagenet_pickles`).
+
+  The head has ``num_tasks * classes_per_task`` outputs (50 by default); the
+  labels stay the class ids. Task names are the class ranges, e.g. ``"0-9"``.
+
+  Raises:
+    ValueError: a non-positive count, or more classes than the data holds.
+  """
+  num_tasks = _check_int("split_miniimagenet: num_tasks", num_tasks, 1)
+  per = _check_int("split_miniimagenet: classes_per_task", classes_per_task, 1)
+  needed = num_tasks * per
+  held = len(np.unique(data.train_labels))
+  if needed > held:
+    raise ValueError(
+        f"split_miniimagenet: {num_tasks} tasks x {per} classes = {needed}"
+        f" classes, but the data holds {held} (mini-ImageNet has 100)."
+    )
+  groups = [range(t * per, (t + 1) * per) for t in range(num_tasks)]
+  stream = split_by_classes(data, groups, "split_miniimagenet", needed)
+  return dataclasses.replace(
+      stream,
+      task_names=tuple(
+          str(g[0]) if per == 1 else f"{g[0]}-{g[-1]}" for g in groups
+      ),
   )
 
 
@@ -199,6 +390,36 @@ def rotated_mnist(
   return rotated(data, angles, "rotated_mnist", 10)
 
 
+def subsample_test(stream: TaskStream, per_task: int, seed: int = 0) -> TaskStream:
+  """Keeps a fixed random subset of ``per_task`` test images of each task.
+
+  Task ``k``'s subset is drawn without replacement by
+  ``np.random.default_rng([seed, k])``, so it depends only on ``seed``, ``k``
+  and the task's size; a task with at most ``per_task`` images keeps them
+  all. Kept rows stay in their stored order and tasks in their order; the
+  training arrays are untouched. Record ``per_task`` and ``seed`` with the
+  results: accuracies are then over the subset.
+
+  Returns:
+    The stream with new ``test_images``, ``test_labels``, ``test_task_ends``.
+  """
+  per_task = _check_int("subsample_test: per_task", per_task, 1)
+  seed = _check_int("subsample_test: seed", seed, 0)
+  ends = np.asarray(stream.test_task_ends)
+  rows = []
+  for k, (lo, hi) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
+    n = int(hi - lo)
+    if n <= per_task:
+      rows.append(np.arange(lo, hi))
+    else:
+      pick = np.random.default_rng([seed, k]).choice(n, per_task, replace=False)
+      rows.append(lo + np.sort(pick))
+  images, labels, new_ends = _take(stream.test_images, stream.test_labels, rows)
+  return dataclasses.replace(
+      stream, test_images=images, test_labels=labels, test_task_ends=new_ends
+  )
+
+
 def sample_joint_indices(
     key: jax.Array, task: jax.Array, train_task_ends: jax.Array, batch_size: int
 ) -> jax.Array:
@@ -242,23 +463,169 @@ def joint_sampler(
   return Sampler(init=lambda key: (), sample=sample)
 
 
-#: Benchmark name → (dataset loader, stream builder).
+def _load_cifar100_for_domain(data_dir=None, num_tasks: int = 5) -> ImageDataset:
+  """CIFAR-100, after checking ``num_tasks`` (before any download)."""
+  _check_int("domain_cifar100: num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE)
+  return load_cifar100(data_dir)
+
+
+def _load_miniimagenet_for_split(
+    data_dir=None, num_tasks: int = 5, classes_per_task: int = 10
+) -> ImageDataset:
+  """The first ``num_tasks * classes_per_task`` classes of mini-ImageNet."""
+  num_tasks = _check_int("split_miniimagenet: num_tasks", num_tasks, 1)
+  per = _check_int("split_miniimagenet: classes_per_task", classes_per_task, 1)
+  return load_miniimagenet(data_dir, num_classes=num_tasks * per)
+
+
+#: Benchmark name → (dataset loader, stream builder). ``build(load(data_dir))``
+#: gives the benchmark with its default options; :func:`load_benchmark` passes
+#: options to both (a loader takes those of the builder's options it needs,
+#: e.g. how many mini-ImageNet classes to read).
 BENCHMARKS = {
     "split_mnist": (load_mnist, split_mnist),
     "rotated_mnist": (load_mnist, rotated_mnist),
+    "split_cifar10": (load_cifar10, split_cifar10),
+    "domain_cifar100": (_load_cifar100_for_domain, domain_cifar100),
+    "split_miniimagenet": (_load_miniimagenet_for_split, split_miniimagenet),
 }
 
 
-def load_benchmark(name: str, data_dir: str | None = None) -> TaskStream:
-  """Loads a benchmark's data (see :mod:`ngm_jax.data`) and builds its stream.
-
-  Raises:
-    ValueError: for an unknown benchmark (the message lists the known ones).
-    ngm_jax.data.DataUnavailableError: when the data cannot be found.
-  """
+def _benchmark(name: str):
   if name not in BENCHMARKS:
     raise ValueError(
         f"Unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}."
     )
-  load, build = BENCHMARKS[name]
-  return build(load(data_dir))
+  return BENCHMARKS[name]
+
+
+def benchmark_options(name: str) -> dict[str, Any]:
+  """The options ``load_benchmark(name, ...)`` accepts, with their defaults,
+  e.g. ``{"num_tasks": 5, "classes_per_task": 10}`` for split_miniimagenet."""
+  _, build = _benchmark(name)
+  params = list(inspect.signature(build).parameters.values())[1:]
+  return {p.name: p.default for p in params}
+
+
+def load_benchmark(
+    name: str, data_dir: str | os.PathLike | None = None, **options: Any
+) -> TaskStream:
+  """Loads a benchmark's data (see :mod:`ngm_jax.data`) and builds its stream.
+
+  Args:
+    name: a key of :data:`BENCHMARKS`.
+    data_dir: the folder with the data files (None: ``$NGM_JAX_DATA_DIR`` or
+      tensorflow-datasets, as the loader does).
+    **options: the builder's keyword arguments (:func:`benchmark_options`),
+      e.g. ``num_tasks=3`` for domain_cifar100 or ``num_tasks=20,
+      classes_per_task=5`` for split_miniimagenet. An option set to None
+      counts as not given (its default applies), so a CLI can pass its flags
+      straight through.
+
+  Raises:
+    ValueError: for an unknown benchmark (the message lists the known ones),
+      an option the benchmark does not take (the message lists those it
+      takes), or a bad option value.
+    ngm_jax.data.DataUnavailableError: when the data cannot be found.
+  """
+  load, build = _benchmark(name)
+  accepted = benchmark_options(name)
+  options = {k: v for k, v in options.items() if v is not None}
+  unknown = sorted(set(options) - set(accepted))
+  if unknown:
+    takes = ", ".join(accepted) if accepted else "no options"
+    raise ValueError(
+        f"Benchmark {name!r} does not take option(s) {', '.join(unknown)}; it"
+        f" takes {takes}."
+    )
+  values = {**accepted, **options}
+  load_params = inspect.signature(load).parameters
+  data = load(data_dir, **{k: v for k, v in values.items() if k in load_params})
+  return build(data, **options)
+
+
+# ----------------------------------------------------------------------------
+# Will it fit on the device?
+
+
+class DatasetTooLargeError(ValueError):
+  """A stream's arrays would not fit in the device's memory."""
+
+
+def stream_nbytes(stream: TaskStream) -> int:
+  """Bytes the trainer puts on the device for ``stream``: uint8 images and
+  int32 labels of train and test, the task ends, and an int32 task id per
+  test row."""
+  arrays = (
+      stream.train_images, stream.train_labels, stream.train_task_ends,
+      stream.test_images, stream.test_labels, stream.test_task_ends,
+  )
+  return int(sum(np.asarray(a).nbytes for a in arrays)) + 4 * len(stream.test_labels)
+
+
+def device_memory_bytes(device: Any = None) -> tuple[int, str]:
+  """The memory of ``device`` (default ``jax.devices()[0]``) in bytes, and
+  what it is: the allocator's ``bytes_limit`` where the device reports one
+  (GPU), else the host's physical memory (CPU).
+  """
+  device = jax.devices()[0] if device is None else device
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None  # CPU devices report nothing (or raise)
+  if stats and stats.get("bytes_limit"):
+    platform = str(getattr(device, "platform", "device")).upper()
+    return int(stats["bytes_limit"]), f"{platform} memory of {device}"
+  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return int(host), "host physical memory"
+
+
+def _gib(n: float) -> str:
+  return f"{n / 2**30:.2f} GiB"
+
+
+def check_fits(
+    stream_or_nbytes: TaskStream | int,
+    device: Any = None,
+    fraction: float = 0.5,
+) -> int:
+  """Raises rather than running out of memory if the data would not fit.
+
+  Compares the bytes the stream's arrays need on the device
+  (:func:`stream_nbytes`) with ``fraction`` of the device's memory
+  (:func:`device_memory_bytes`); the rest is left for parameters, optimizer
+  states of every vmapped seed, and activations.
+
+  Args:
+    stream_or_nbytes: a :class:`TaskStream`, or a number of bytes.
+    device: a JAX device (anything with ``memory_stats()``); default
+      ``jax.devices()[0]``.
+    fraction: the share of the device's memory the data may use, in (0, 1].
+
+  Returns:
+    The bytes needed.
+
+  Raises:
+    DatasetTooLargeError: with both sizes in GiB and ways to shrink the data.
+  """
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+  if isinstance(stream_or_nbytes, TaskStream):
+    stream = stream_or_nbytes
+    need = stream_nbytes(stream)
+    what = (
+        f"{stream.name} ({stream.num_tasks} tasks; train"
+        f" {_gib(stream.train_images.nbytes)}, test"
+        f" {_gib(stream.test_images.nbytes)} of images)"
+    )
+  else:
+    need, what = int(stream_or_nbytes), "the data"
+  limit, where = device_memory_bytes(device)
+  if need > fraction * limit:
+    raise DatasetTooLargeError(
+        f"{what} needs {_gib(need)} on the device, more than {fraction:.0%} of"
+        f" the {_gib(limit)} of {where} ({_gib(fraction * limit)}). Use fewer"
+        " tasks or classes (e.g. num_tasks, classes_per_task), or keep a"
+        " subset of each task's test set (subsample_test(stream, per_task))."
+    )
+  return need

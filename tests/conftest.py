@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny MNIST-shaped data written by the tests themselves."""
+"""Shared fixtures: tiny MNIST-, CIFAR- and mini-ImageNet-shaped data, in their
+on-disk formats, written by the tests themselves."""
+
+import pickle
 
 import numpy as np
 import pytest
@@ -41,3 +44,115 @@ def mnist_data():
 @pytest.fixture
 def mnist_dir(tmp_path, mnist_data):
   return write_mnist_idx(tmp_path / "mnist_idx", mnist_data)
+
+
+# ----------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 / mini-ImageNet in their on-disk formats (tiny)
+
+
+def _chw_rows(images_hwc):
+  """uint8 [N, 32, 32, 3] → the archives' [N, 3072] rows (R plane, G, B)."""
+  return np.ascontiguousarray(images_hwc.transpose(0, 3, 1, 2)).reshape(len(images_hwc), -1)
+
+
+def _dump(path, obj):
+  with open(path, "wb") as f:
+    pickle.dump(obj, f, protocol=2)
+
+
+def _shuffled_classes(num_classes, per_class, rng, shape=(32, 32, 3)):
+  labels = rng.permutation(np.repeat(np.arange(num_classes), per_class)).astype(np.int32)
+  images = rng.integers(0, 256, size=(len(labels),) + shape, dtype=np.uint8)
+  return images, labels
+
+
+CIFAR10_TEST_NAMES = tuple(f"class{i}" for i in range(10))
+
+
+def write_cifar10_pickles(folder, n_train_per_class=3, n_test_per_class=2, seed=0):
+  """Writes cifar-10-batches-py-style pickles into ``folder``; returns the
+  expected ImageDataset (HWC images)."""
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  tr_x, tr_y = _shuffled_classes(10, n_train_per_class, rng)
+  te_x, te_y = _shuffled_classes(10, n_test_per_class, rng)
+  for i, rows in enumerate(np.array_split(np.arange(len(tr_y)), 5)):
+    _dump(folder / f"data_batch_{i + 1}",
+          {b"batch_label": b"x", b"data": _chw_rows(tr_x[rows]), b"labels": tr_y[rows].tolist()})
+  _dump(folder / "test_batch", {b"data": _chw_rows(te_x), b"labels": te_y.tolist()})
+  _dump(folder / "batches.meta", {b"label_names": [n.encode() for n in CIFAR10_TEST_NAMES]})
+  return ImageDataset(tr_x, tr_y, te_x, te_y, class_names=CIFAR10_TEST_NAMES)
+
+
+def cifar100_coarse_of(fine):
+  """A made-up fine → coarse map with 5 fine classes per superclass (7 is
+  invertible mod 20), interleaved so superclasses are not fine-id ranges."""
+  return (7 * np.asarray(fine)) % 20
+
+
+def write_cifar100_pickles(folder, n_train_per_class=2, n_test_per_class=1, seed=0):
+  """Writes cifar-100-python-style pickles (train, test, meta) into ``folder``."""
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  tr_x, tr_y = _shuffled_classes(100, n_train_per_class, rng)
+  te_x, te_y = _shuffled_classes(100, n_test_per_class, rng)
+  tr_c, te_c = cifar100_coarse_of(tr_y).astype(np.int32), cifar100_coarse_of(te_y).astype(np.int32)
+  for name, x, y, c in (("train", tr_x, tr_y, tr_c), ("test", te_x, te_y, te_c)):
+    _dump(folder / name, {b"data": _chw_rows(x), b"fine_labels": y.tolist(),
+                          b"coarse_labels": c.tolist()})
+  fine_names = tuple(f"fine{i}" for i in range(100))
+  coarse_names = tuple(f"super{i}" for i in range(20))
+  _dump(folder / "meta", {b"fine_label_names": [n.encode() for n in fine_names],
+                          b"coarse_label_names": [n.encode() for n in coarse_names]})
+  return ImageDataset(tr_x, tr_y, te_x, te_y, tr_c, te_c, fine_names, coarse_names)
+
+
+#: Class names per pickle, as written (deliberately not sorted).
+MINI_CLASSES = {
+    "train": ("n05", "n01", "n03", "n02", "n04"),
+    "val": ("n11", "n10", "n12"),
+    "test": ("n22", "n20", "n23", "n21"),
+}
+
+
+def write_miniimagenet_pickles(folder, per_class=6, size=8, seed=0):
+  """Writes mini-imagenet-cache-{train,val,test}.pkl (12 classes) into
+  ``folder``. Each image's first pixel holds (class index in merged order,
+  position among its class's stored indices), so tests can check the order
+  and the split. Returns the merged class names."""
+  rng = np.random.default_rng(seed)
+  folder.mkdir(parents=True, exist_ok=True)
+  merged = [n for split in ("train", "val", "test") for n in sorted(MINI_CLASSES[split])]
+  for split, names in MINI_CLASSES.items():
+    n = len(names) * per_class
+    image_data = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    rows = rng.permutation(n)  # each class's images scattered over the array
+    class_dict = {}
+    for i, name in enumerate(names):
+      idx = rows[i * per_class:(i + 1) * per_class]
+      class_dict[name] = idx.tolist()
+      for j, r in enumerate(idx):
+        image_data[r, 0, 0, :2] = (merged.index(name), j)
+    _dump(folder / f"mini-imagenet-cache-{split}.pkl",
+          {"image_data": image_data, "class_dict": class_dict})
+  return merged
+
+
+@pytest.fixture
+def cifar10_dir(tmp_path):
+  root = tmp_path / "cifar_root"
+  expected = write_cifar10_pickles(root / "cifar-10-batches-py")
+  return root, expected
+
+
+@pytest.fixture
+def cifar100_dir(tmp_path):
+  root = tmp_path / "cifar100_root"
+  expected = write_cifar100_pickles(root / "cifar-100-python")
+  return root, expected
+
+
+@pytest.fixture
+def mini_dir(tmp_path):
+  folder = tmp_path / "mini"
+  return folder, write_miniimagenet_pickles(folder)
