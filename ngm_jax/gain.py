@@ -32,6 +32,7 @@ __all__ = [
     "GainModulationState",
     "gain_modulation",
     "ngm_sgd",
+    "gain_scaled_sgd",
     "gain_of",
     "set_gain",
     "effective_params",
@@ -131,6 +132,34 @@ def ngm_sgd(
   return optax.chain(
       gain_modulation(gamma=gamma, g0=g0, eta=eta), optax.sgd(learning_rate)
   )
+
+
+def gain_scaled_sgd(
+    learning_rate: float,
+    gamma: float = 0.9,
+    g0: float = 1.0,
+    eta: float = 0.4,
+) -> optax.GradientTransformationExtraArgs:
+  """Ablation: NGM's step-size schedule without its reparameterisation.
+
+  SGD on the raw weights with step ``learning_rate · g²``, where ``g`` follows
+  the same dynamics as :func:`gain_modulation` (γ-filtered entropy) and is
+  the gain *before* this step's update, exactly the step NGM-SGD takes on
+  ``W_eff``. Train it with the weights used as they are (no ``W_eff = g·W``:
+  ``make_train(..., reparameterise=False)``) to separate the two things the
+  gain does. The state is a :class:`GainModulationState`, so
+  :func:`gain_of` reads the gain.
+  """
+  _validate(gamma, g0, eta)
+  gain_tx = gain_modulation(gamma=gamma, g0=g0, eta=eta)
+
+  def update_fn(updates, state, params=None, *, entropy, **extra_args):
+    step = -learning_rate * jnp.square(state.gain)
+    updates = jax.tree.map(lambda u: (step * u).astype(u.dtype), updates)
+    _, state = gain_tx.update(updates, state, params, entropy=entropy, **extra_args)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(gain_tx.init, update_fn)
 
 
 _NO_GAIN = object()

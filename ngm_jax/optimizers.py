@@ -7,14 +7,37 @@ from typing import Any
 import jax
 import optax
 
-from ngm_jax.gain import ngm_sgd
+from ngm_jax.gain import gain_modulation, gain_scaled_sgd, ngm_sgd
 
-__all__ = ["OPTIMIZERS", "OPTIMIZER_NAMES", "make_optimizer", "partition_by_gain"]
+__all__ = [
+    "OPTIMIZERS",
+    "ABLATIONS",
+    "OPTIMIZER_NAMES",
+    "make_optimizer",
+    "training_options",
+    "partition_by_gain",
+]
 
 #: The paper's comparison, in its order (the default set of every benchmark).
 OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd")
+#: Ablations: the gain as a step-size schedule only (``entropy_lr_sgd``),
+#: oracle optimizer-state resets at task boundaries (``*_reset``), and the
+#: gain on top of momentum SGD and Adam (``ngm_msgd``, ``ngm_adam``).
+ABLATIONS = ("entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd", "ngm_adam")
 #: Every name :func:`make_optimizer` accepts.
-OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",)
+OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",) + ABLATIONS
+
+
+def training_options(name: str) -> dict[str, bool]:
+  """Keyword arguments of :func:`ngm_jax.train.make_train` that optimizer
+  ``name`` needs: ``reparameterise=False`` for ``entropy_lr_sgd`` (the gain
+  sets the step size only), ``reset_opt_state_at_task_boundaries=True`` for
+  the oracle ``*_reset`` ablations (they use task identity)."""
+  if name == "entropy_lr_sgd":
+    return {"reparameterise": False}
+  if name.endswith("_reset"):
+    return {"reset_opt_state_at_task_boundaries": True}
+  return {}
 
 
 def partition_by_gain(
@@ -58,7 +81,11 @@ def make_optimizer(
       momentum 0.9); ``adam`` (default betas); ``g0_sgd`` (the ablation that
       holds the gain constant at ``const_gain``: NGM-SGD with η = 0);
       ``ngm_sgd_plain`` (NGM-SGD with no momentum anywhere, even when
-      ``backbone_momentum`` is set).
+      ``backbone_momentum`` is set); and the :data:`ABLATIONS`: ``entropy_lr_sgd``
+      (:func:`ngm_jax.gain.gain_scaled_sgd`), ``msgd_reset`` and ``adam_reset``
+      (MSGD and Adam, to be trained with the options of
+      :func:`training_options`), ``ngm_msgd`` and ``ngm_adam`` (the gain
+      chained in front of MSGD and Adam).
     learning_rate: step size on the raw weights.
     gamma, g0, eta: the gain dynamics of ``ngm_sgd`` (see
       :func:`ngm_jax.gain.gain_modulation`).
@@ -87,11 +114,17 @@ def make_optimizer(
       )
     backbone = optax.sgd(learning_rate, momentum=backbone_momentum)
     return partition_by_gain(gain_tx, backbone, gain_mask)
+  if name == "entropy_lr_sgd":
+    return gain_scaled_sgd(learning_rate, gamma=gamma, g0=g0, eta=eta)
+  if name in ("ngm_msgd", "ngm_adam"):
+    inner = (optax.sgd(learning_rate, momentum=0.9) if name == "ngm_msgd"
+             else optax.adam(learning_rate))
+    return optax.chain(gain_modulation(gamma=gamma, g0=g0, eta=eta), inner)
   if name == "sgd":
     tx = optax.sgd(learning_rate)
-  elif name == "msgd":
+  elif name in ("msgd", "msgd_reset"):
     tx = optax.sgd(learning_rate, momentum=0.9)
-  elif name == "adam":
+  elif name in ("adam", "adam_reset"):
     tx = optax.adam(learning_rate)
   else:
     raise ValueError(

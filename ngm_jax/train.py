@@ -196,6 +196,7 @@ def make_train_parts(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     sampler: Sampler | None = None,
     reset_opt_state_at_task_boundaries: bool = False,
+    reparameterise: bool = True,
     unroll: bool = False,
 ) -> TrainParts:
   """The pure pieces of a run; see :func:`make_train` for the arguments.
@@ -227,7 +228,9 @@ def make_train_parts(
 
   def forward(params, model_state, gain, images, train):
     """Logits ``[B, C]`` with ``W_eff``, and the (updated) model state."""
-    variables = {"params": effective_params(params, gain, gain_mask), **model_state}
+    if reparameterise:
+      params = effective_params(params, gain, gain_mask)
+    variables = {"params": params, **model_state}
     x = preprocess(images)
     if train and model_state:
       logits, updates = model.apply(variables, x, train=True, mutable=list(model_state))
@@ -341,6 +344,7 @@ def make_train(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     sampler: Sampler | None = None,
     reset_opt_state_at_task_boundaries: bool = False,
+    reparameterise: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
   """Builds ``train(key) -> curves`` for one optimizer on one task stream.
@@ -364,6 +368,9 @@ def make_train(
     reset_opt_state_at_task_boundaries: re-initialise the optimizer state
       (keeping any gain) at the first iteration of every task after the
       first. This uses task identity, so it is an *oracle* ablation.
+    reparameterise: compute with ``W_eff = g·W`` on the gain mask (NGM).
+      False: use the raw weights whatever the gain (the step-size-only
+      ablation, :func:`ngm_jax.gain.gain_scaled_sgd`).
     progress: optional host callback, called with the iteration count after
       every ``task_eval_every`` iterations (from inside the compiled loop).
 
@@ -392,7 +399,8 @@ def make_train(
   parts = make_train_parts(
       stream, optimizer, config, model=model, gain_mask=gain_mask,
       preprocess=preprocess, augment=augment, sampler=sampler,
-      reset_opt_state_at_task_boundaries=reset_opt_state_at_task_boundaries)
+      reset_opt_state_at_task_boundaries=reset_opt_state_at_task_boundaries,
+      reparameterise=reparameterise)
   return _scanned(parts, progress)
 
 

@@ -234,3 +234,19 @@ def test_set_gain_replaces_only_the_gain():
   tx = optax.chain(ngm.gain_modulation(g0=1.0), optax.sgd(0.1, momentum=0.9))
   state = ngm.set_gain(tx.init(_params()), 4.0)
   assert float(ngm.gain_of(state)) == 4.0 and ngm.gain_of(state).dtype == jnp.float32
+
+
+def test_gain_scaled_sgd_takes_ngm_step_size_on_raw_weights():
+  lr, gamma, eta = 0.1, 0.5, 1.0
+  tx = ngm.gain_scaled_sgd(lr, gamma=gamma, g0=1.0, eta=eta)
+  params = {"w": jnp.array([1.0, -1.0])}
+  grads = {"w": jnp.array([0.5, 2.0])}
+  state = tx.init(params)
+  g = 1.0
+  for h in (2.0, 0.0, 1.0):
+    updates, state = jax.jit(lambda s: tx.update(grads, s, params, entropy=h))(state)
+    np.testing.assert_allclose(updates["w"], -lr * g**2 * grads["w"], rtol=1e-6)
+    g = gamma * g + (1 - gamma) * 1.0 + eta * h   # the gain used by the next step
+    np.testing.assert_allclose(ngm.gain_of(state), g, rtol=1e-6)
+  with pytest.raises(ValueError, match="gamma"):
+    ngm.gain_scaled_sgd(0.1, gamma=2.0)

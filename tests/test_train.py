@@ -181,3 +181,26 @@ def test_train_seeds_rejects_unknown_modes(stream):
     train_seeds(parts, seed_keys(1), loop="python")
   with pytest.raises(ValueError, match="choose from vmap, map"):
     train_seeds(parts, seed_keys(1), seed_axis="pmap")
+
+
+@pytest.mark.parametrize("name", ["entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
+                                  "ngm_adam", "ngm_sgd_plain"])
+def test_ablation_optimizers_train(stream, name):
+  from ngm_jax.optimizers import training_options
+  curves = jax.jit(make_train(stream, name, CONFIG, **training_options(name)))(
+      jax.random.key(0))
+  assert np.isfinite(np.asarray(curves["task1_loss"])).all()
+  has_gain = name in ("entropy_lr_sgd", "ngm_msgd", "ngm_adam", "ngm_sgd_plain")
+  assert (np.ptp(np.asarray(curves["gain"])) > 0) == has_gain
+
+
+def test_without_reparameterisation_the_gain_does_not_scale_the_forward_pass(stream):
+  config = dataclasses.replace(CONFIG, eta=2.0)
+  reparam = jax.jit(make_train(stream, "ngm_sgd", config))(jax.random.key(0))
+  raw = jax.jit(make_train(stream, "ngm_sgd", config, reparameterise=False))(jax.random.key(0))
+  assert float(reparam["gain"][0]) > 1.5
+  # Step 0 runs at gain g0 = 1 in both, so both take the same first step; at
+  # step 1 only the reparameterised forward pass scales the logits (by g^3:
+  # 3 layers, ReLU, no biases), so the minibatch entropies part.
+  np.testing.assert_allclose(reparam["entropy"][0], raw["entropy"][0], rtol=1e-6)
+  assert abs(float(reparam["entropy"][1]) - float(raw["entropy"][1])) > 1e-3
