@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     y = result[name]["y"]
     first = tt.steps_to_target(y, args.t2, switch, args.rtol, stay=False)
     stays = tt.steps_to_target(y, args.t2, switch, args.rtol, stay=True)
-    print(f"  {name:15s} {first:4d} / {stays:4d}")
+    print(f"  {name:15s} {first:4d} / {stays:4d}   final |T2 − y| = {abs(args.t2 - float(y[-1])):.4f}")
   return 0
 
 

@@ -154,10 +154,16 @@ def top_hessian_eigenvalue(
 
   Returns:
     Float32 scalar ``λ`` (units of the loss per squared param unit).
+
+  Raises:
+    ValueError: if a concrete ``num_iters < 1`` or ``tol < 0``.
   """
+  return _top_eigen(loss_fn, params, key, num_iters, tol).eigenvalue
+
+
+def _top_eigen(loss_fn, params, key, num_iters, tol) -> PowerIterationResult:
   v0 = optax.tree.random_like(key, params)
-  result = power_iteration(lambda v: hvp(loss_fn, params, v), v0, num_iters, tol)
-  return result.eigenvalue
+  return power_iteration(lambda v: hvp(loss_fn, params, v), v0, num_iters, tol)
 
 
 def ngm_top_eigenvalues(
@@ -187,13 +193,15 @@ def ngm_top_eigenvalues(
     the raw params sees), ``effective`` (``λ_Weff``, of ``L`` at
     ``W_eff = effective_params(W, g, mask)``), ``gain_sq`` (``g²``) and
     ``ratio`` (``λ_W / λ_Weff``, equal to ``g²`` when every leaf is
-    gain-modulated, up to the estimates' error).
+    gain-modulated, up to the estimates' error); int32 ``raw_iterations`` and
+    ``effective_iterations``, the Hessian-vector products each estimate took.
   """
   key_raw, key_eff = jax.random.split(key)
   gain = jnp.asarray(gain, jnp.float32)
-  raw = top_hessian_eigenvalue(
-      lambda w: loss_of_w_eff(effective_params(w, gain, mask)),
-      params, key_raw, num_iters, tol)
-  eff = top_hessian_eigenvalue(
-      loss_of_w_eff, effective_params(params, gain, mask), key_eff, num_iters, tol)
-  return {"raw": raw, "effective": eff, "gain_sq": gain**2, "ratio": raw / eff}
+  raw = _top_eigen(lambda w: loss_of_w_eff(effective_params(w, gain, mask)),
+                   params, key_raw, num_iters, tol)
+  eff = _top_eigen(loss_of_w_eff, effective_params(params, gain, mask), key_eff,
+                   num_iters, tol)
+  return {"raw": raw.eigenvalue, "effective": eff.eigenvalue, "gain_sq": gain**2,
+          "ratio": raw.eigenvalue / eff.eigenvalue,
+          "raw_iterations": raw.iterations, "effective_iterations": eff.iterations}

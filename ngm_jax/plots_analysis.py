@@ -71,8 +71,9 @@ def plot_proof_of_principle(
   ax_l = fig.add_subplot(grid[:, 1])
 
   for ax in (ax_y, ax_g):
-    ax.axvspan(switch - 0.5, steps[-1] + 0.5, color="k", alpha=0.07, lw=0)
-    ax.axvline(peak, color=_NGM, ls="--", lw=1)
+    ax.axvspan(switch - 0.5, steps[-1] + 0.5, color="k", alpha=0.07, lw=0,
+               label=f"after the switch, T = T2 = {s['t2']:g}")
+    ax.axvline(peak, color=_NGM, ls="--", lw=1, label=f"peak gain (step {peak})")
     ax.grid(alpha=0.2)
   ax_y.plot(steps, target, color="k", lw=1, drawstyle="steps-mid", label="target T")
   ax_y.plot(steps, so["y"], color=_SLOW, lw=1.6, label="slow only (g = g0)")
@@ -83,10 +84,8 @@ def plot_proof_of_principle(
             label="slow part w_slow·x = g0·w·x")
   ax_y.plot(steps, fs["w_fast"] * x, color=_NGM, lw=0.9, ls=":",
             label="fast part w_fast·x = (g − g0)·w·x")
-  ax_y.text(switch + 1, ax_y.get_ylim()[0], f" T: {s['t1']:g} → {s['t2']:g}",
-            va="bottom", ha="left", fontsize=8, color="0.3")
   ax_y.set_ylabel("output y")
-  ax_y.legend(loc="center right", fontsize=7, framealpha=0.9)
+  ax_y.legend(loc="upper left", fontsize=7, framealpha=0.9)
   ax_y.set_title("scalar model y = W_eff·x, target switch at step"
                  f" {switch}", fontsize=10)
   plt.setp(ax_y.get_xticklabels(), visible=False)
@@ -133,25 +132,26 @@ def plot_curvature(
     points: Sequence[Mapping[str, float]],
     gain: np.ndarray,
     iterations_per_task: int,
-    num_tasks: int,
     learning_rate: float | None = None,
     title: str = "",
     path: str | os.PathLike | None = None,
 ):
-  """Top Hessian eigenvalues around task boundaries, with the gain.
+  """Top Hessian eigenvalues around each task boundary, with the gain.
 
-  Top, against iteration (log scale): ``λ_W`` (the top eigenvalue in the raw
-  params), ``g²·λ_Weff`` (open circles: on ``λ_W`` when ``λ_W = g²·λ_Weff``)
-  and ``λ_Weff`` (in the effective params), with ``2/lr`` (dashed) where a
-  step of ``lr`` on ``W`` stops being stable along the top direction. Bottom,
-  ``g²`` after every iteration (line) and the measured ratio ``λ_W/λ_Weff``
-  (dots). Dotted vertical lines mark task boundaries.
+  One column per task boundary ``b``, zoomed on the measured iterations
+  around it. Top (log scale): ``λ_W``, the top eigenvalue in the raw params
+  (filled dots); ``g²·λ_Weff`` (open circles, on the dots when
+  ``λ_W = g²·λ_Weff``); ``λ_Weff``, in the effective params (squares); and
+  ``2/lr`` (dashed), above which a step of ``lr`` on ``W`` is unstable along
+  the top direction. Bottom: ``g²`` after every iteration (line) and the
+  measured ratio ``λ_W/λ_Weff`` (dots). The dotted line is the boundary: the
+  first step of the new task is iteration ``b + 1``.
 
   Args:
-    points: one mapping per measurement with ``iteration``, ``lambda_raw``,
-      ``lambda_eff`` and ``gain``.
+    points: one mapping per measurement with ``iteration``, ``boundary``,
+      ``lambda_raw``, ``lambda_eff`` and ``gain``.
     gain: ``[T]`` the gain after each iteration ``1..T``.
-    iterations_per_task, num_tasks: I and K.
+    iterations_per_task: I (the boundaries are multiples of it).
     learning_rate: if given, the ``2/lr`` line is drawn.
     title: figure title.
     path: if given, the figure is saved there (PNG, 150 dpi) and closed.
@@ -159,35 +159,42 @@ def plot_curvature(
   Returns:
     The matplotlib figure (``None`` when saved to ``path``).
   """
-  it = np.array([p["iteration"] for p in points], np.float64)
-  lam_w = np.array([p["lambda_raw"] for p in points], np.float64)
-  lam_eff = np.array([p["lambda_eff"] for p in points], np.float64)
-  g2 = np.array([p["gain"] for p in points], np.float64) ** 2
+  field = lambda name: np.array([p[name] for p in points], np.float64)
+  it, bound = field("iteration"), field("boundary")
+  lam_w, lam_eff, g2 = field("lambda_raw"), field("lambda_eff"), field("gain") ** 2
   gain = np.asarray(gain, np.float64)
-  steps = np.arange(1, len(gain) + 1)
-
-  fig, (ax_l, ax_g) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
-                                   height_ratios=(1.6, 1))
-  ax_l.plot(it, lam_w, "o", color=_NGM, ms=5, label="λ_W (raw params)")
-  ax_l.plot(it, g2 * lam_eff, "o", mfc="none", mec="k", ms=8,
-            label="g²·λ_Weff")
-  ax_l.plot(it, lam_eff, "s", color="tab:blue", ms=4,
-            label="λ_Weff (effective params)")
-  if learning_rate:
-    ax_l.axhline(2.0 / learning_rate, color="k", ls="--", lw=0.8,
-                 label=f"2/lr = {2.0 / learning_rate:g}")
-  ax_l.set_yscale("log")
-  ax_l.set_ylabel("top Hessian eigenvalue")
-  ax_l.legend(loc="lower right", fontsize=8, ncol=2)
-  ax_g.plot(steps, gain**2, color=_NGM, lw=1, label="g² (every iteration)")
-  ax_g.plot(it, lam_w / lam_eff, ".", color="k", ms=6, label="λ_W / λ_Weff")
-  ax_g.set_ylabel("g²")
-  ax_g.set_xlabel("iteration")
-  ax_g.legend(loc="upper right", fontsize=8)
-  for ax in (ax_l, ax_g):
-    for k in range(1, num_tasks):
-      ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
-    ax.grid(alpha=0.2)
+  boundaries = sorted(set(bound.astype(int).tolist()))
+  fig, axes = plt.subplots(2, len(boundaries), figsize=(3.1 * len(boundaries) + 1, 5.6),
+                           sharey="row", sharex="col", height_ratios=(1.5, 1),
+                           squeeze=False)
+  for col, b in enumerate(boundaries):
+    ax_l, ax_g = axes[0, col], axes[1, col]
+    sel = bound == b
+    lo, hi = int(it[sel].min()) - 3, int(it[sel].max()) + 3
+    ax_l.plot(it[sel], lam_w[sel], "o-", color=_NGM, ms=5, lw=0.8, label="λ_W (raw W)")
+    ax_l.plot(it[sel], g2[sel] * lam_eff[sel], "o", mfc="none", mec="k", ms=9,
+              label="g²·λ_Weff")
+    ax_l.plot(it[sel], lam_eff[sel], "s-", color="tab:blue", ms=4, lw=0.8,
+              label="λ_Weff (W_eff)")
+    if learning_rate:
+      ax_l.axhline(2.0 / learning_rate, color="k", ls="--", lw=0.8,
+                   label=f"2/lr = {2.0 / learning_rate:g}")
+    window = np.arange(max(lo, 1), min(hi, len(gain)) + 1)
+    ax_g.plot(window, gain[window - 1] ** 2, color=_NGM, lw=1.2, label="g²")
+    ax_g.plot(it[sel], lam_w[sel] / lam_eff[sel], ".", color="k", ms=7,
+              label="λ_W / λ_Weff")
+    for ax in (ax_l, ax_g):
+      ax.axvline(b + 0.5, color="k", ls=":", lw=0.8)
+      ax.set_xlim(lo, hi)
+      ax.grid(alpha=0.2)
+    k = b // iterations_per_task
+    ax_l.set_title(f"task {k} → {k + 1}", fontsize=9)
+    ax_g.set_xlabel("iteration")
+  axes[0, 0].set_yscale("log")
+  axes[0, 0].set_ylabel("top Hessian eigenvalue")
+  axes[1, 0].set_ylabel("g²")
+  axes[0, 0].legend(loc="lower right", fontsize=7)
+  axes[1, 0].legend(loc="lower right", fontsize=7)
   if title:
-    ax_l.set_title(title, fontsize=10)
+    fig.suptitle(title, fontsize=10)
   return _finish(fig, path)

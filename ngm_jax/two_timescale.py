@@ -313,7 +313,11 @@ def simulate(
       weight's time constant is ``1/(lr·g0²·x²) = 20`` steps, and a fast
       weight that decays much faster than the slow weight learns is gone
       before it helps (with γ = 0.9 the gain-modulated learner reaches ``T2``
-      later than slow-only here).
+      later than slow-only here). With the defaults it comes within 5% of
+      ``T2`` in 13 steps against slow-only's 45, but then closes the last
+      few percent more slowly: as the fast weight decays the slow weight must
+      take over its share, and it lags (``|T2 − y| = 0.057`` against 0.006
+      at step 199).
     g0: g0 > 0, the resting gain.
     eta: η >= 0, the gain added per unit of ``U``.
     signal: ``U``, see :data:`SIGNALS`.
