@@ -41,6 +41,7 @@ class ModelSetup:
   gain_mask: Any
   preprocess: Callable[[jax.Array], jax.Array]
   augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+  convolutional: bool = False  # decides the default loop on CPU
 
   def kwargs(self) -> dict[str, Any]:
     return {"model": self.model, "gain_mask": self.gain_mask,
@@ -72,4 +73,5 @@ def model_setup(stream: TaskStream, augment: bool = False) -> ModelSetup:
       classifier_gain_mask,
       standardise_images(mean, std),
       random_crop_flip if augment else None,
+      convolutional=True,
   )

@@ -64,7 +64,8 @@ def task1_metrics(task1_acc: np.ndarray, num_tasks: int) -> dict[str, np.ndarray
     raise ValueError(f"num_tasks={num_tasks}: the metrics need at least 2 tasks.")
   blocks = task_blocks(task1_acc, num_tasks)
   final, minimum = blocks[..., -1], blocks.min(axis=-1)
-  sg = (final[..., :-1] - minimum[..., 1:]) / final[..., :-1]
+  with np.errstate(divide="ignore", invalid="ignore"):  # final_k = 0: SG_k is NaN
+    sg = (final[..., :-1] - minimum[..., 1:]) / final[..., :-1]
   avg_min = minimum[..., 1:].mean(axis=-1)
   k = num_tasks
   return {

@@ -67,7 +67,7 @@ def test_refuses_to_overwrite_a_run(run_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["run", "--benchmark", "split_cifar"], "choose from rotated_mnist, split_mnist"),
+    (["run", "--benchmark", "split_cifar"], "Unknown benchmark 'split_cifar'; choose from"),
     (["run", "--benchmark", "split_mnist", "--eval-every", "3"], "eval_every=3 must divide"),
     (["run", "--benchmark", "split_mnist", "--seeds", "0"], "--seeds 0"),
     (["report", "/nonexistent/run"], "no saved run"),
@@ -100,3 +100,25 @@ def test_plot_returns_figure_with_three_rows(run_dir):
   assert len(fig.axes) == 3
   # NGM-SGD has a gain line; SGD's gain is identically 1 and is not drawn.
   assert len(fig.axes[2].lines) == 1 + 4  # one gain curve, four task boundaries
+
+
+def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
+  from tests.conftest import write_cifar10_pickles
+  write_cifar10_pickles(tmp_path / "data" / "cifar-10-batches-py", n_train_per_class=4,
+                        n_test_per_class=2)
+  out = tmp_path / "out"
+  code = cli.main(["run", "--benchmark", "split_cifar10", "--data-dir", str(tmp_path / "data"),
+                   "--optimizers", "ngm_sgd,msgd", "--seeds", "2", "--seed-axis", "vmap",
+                   "--iterations-per-task", "2", "--batch-size", "4", "--task-eval-every", "1",
+                   "--test-subset", "3", "--out", str(out), "--no-progress"])
+  assert code == 0
+  meta = json.loads((out / "run.json").read_text())
+  assert meta["model"] == "SlimResNet18" and meta["augment"] is True
+  assert meta["seed_axis"] == "vmap" and meta["test_sizes"] == [3] * 5
+  assert meta["test_subset_per_task"] == 3
+  curves, _ = results.load_curves(out / "curves.npz")
+  assert curves["ngm_sgd"]["task1_acc"].shape == (2, 10)
+  assert curves["msgd"]["task_acc"].shape == (2, 10, 5)
+  gain = curves["ngm_sgd"]["gain"]
+  assert np.all(gain > 1.0) and np.all(curves["msgd"]["gain"] == 1.0)
+  assert "Each task's test set limited to a fixed random subset of 3" in (out / "table.md").read_text()

@@ -12,12 +12,26 @@ from ngm_jax.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  """A benchmark, the optimizers to compare, the seeds, and the training config."""
+  """A benchmark, the optimizers to compare, the seeds, and the training config.
+
+  Attributes:
+    benchmark: a name of :data:`ngm_jax.streams.BENCHMARKS`.
+    train: the training hyperparameters.
+    optimizers: the optimizers compared.
+    seeds: how many seeds (0..seeds-1).
+    options: benchmark options (:func:`ngm_jax.streams.benchmark_options`).
+    augment: on-device training augmentation (image benchmarks).
+    test_subset_per_task: evaluate on a fixed random subset of this many test
+      images per task (None: every test image).
+  """
 
   benchmark: str
   train: TrainConfig
   optimizers: tuple[str, ...] = OPTIMIZERS
   seeds: int = 5
+  options: dict = dataclasses.field(default_factory=dict)
+  augment: bool = False
+  test_subset_per_task: int | None = None
 
 
 def available() -> list[str]:

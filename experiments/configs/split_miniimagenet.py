@@ -1,0 +1,31 @@
+"""Split mini-ImageNet: 84×84 images, tasks of equal size in class order
+(default 5 tasks of 10 classes). Slim ResNet-18, head-only gain.
+
+    python -m experiments.run run --benchmark split_miniimagenet --data-dir DIR \
+        [--num-tasks 20 --classes-per-task 5]
+
+DIR holds mini-imagenet-cache-{train,val,test}.pkl. 400 iterations per task,
+batch 256, η = 0.1. A GPU job (docs/results.md).
+"""
+
+from experiments.configs import ExperimentConfig
+from ngm_jax.train import TrainConfig
+
+
+def get_config() -> ExperimentConfig:
+  return ExperimentConfig(
+      benchmark="split_miniimagenet",
+      train=TrainConfig(
+          iterations_per_task=400,
+          batch_size=256,
+          learning_rate=0.01,
+          gamma=0.9,
+          g0=1.0,
+          eta=0.1,
+          eval_every=1,
+          task_eval_every=20,
+          eval_batch_size=500,
+          backbone_momentum=0.9,
+      ),
+      options={"num_tasks": 5, "classes_per_task": 10},
+  )

@@ -1,0 +1,200 @@
+"""One benchmark, several optimizers, several seeds: run, save, tabulate, plot.
+
+:func:`run_benchmark` trains every optimizer on every seed (per optimizer,
+all seeds are one compiled program), saving the curves after each optimizer
+so that nothing finished is lost; :func:`report` makes metrics, table and
+figure from the saved curves. The files are described in
+:mod:`ngm_jax.results`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from ngm_jax import plots, results
+from ngm_jax.benchmarks import ModelSetup, model_setup
+from ngm_jax.optimizers import training_options
+from ngm_jax.streams import TaskStream, check_fits
+from ngm_jax.train import (LOOPS, SEED_AXES, TrainConfig, curve_iterations,
+                           make_train_parts, seed_keys, task1_eval_size, train_seeds)
+
+__all__ = ["default_execution", "run_benchmark", "report"]
+
+
+def default_execution(platform_name: str, convolutional: bool) -> tuple[str, str]:
+  """``(loop, seed_axis)`` for ``loop="auto"`` / ``seed_axis="auto"``.
+
+  From the measurements in docs/results.md: on CPU the MLP runs fastest as
+  one scan with seeds vmapped; a convolutional network's steps run far slower
+  inside XLA:CPU loops and vmapped over seeds (grouped convolutions), so it is
+  driven in compiled chunks with seeds one after another (``lax.map``). On
+  accelerators the whole run is one scan with vmapped seeds.
+  """
+  if platform_name == "cpu" and convolutional:
+    return "chunked", "map"
+  return "scan", "vmap"
+
+
+def _resolve(loop: str, seed_axis: str, setup: ModelSetup) -> tuple[str, str]:
+  auto_loop, auto_axis = default_execution(jax.default_backend(), setup.convolutional)
+  loop = auto_loop if loop == "auto" else loop
+  seed_axis = auto_axis if seed_axis == "auto" else seed_axis
+  if loop not in LOOPS:
+    raise ValueError(f"loop={loop!r}; choose from auto, {', '.join(LOOPS)}.")
+  if seed_axis not in SEED_AXES:
+    raise ValueError(f"seed_axis={seed_axis!r}; choose from auto, {', '.join(SEED_AXES)}.")
+  return loop, seed_axis
+
+
+def run_benchmark(
+    stream: TaskStream,
+    optimizers: Sequence[str],
+    train_config: TrainConfig,
+    num_seeds: int,
+    out: str | Path,
+    *,
+    setup: ModelSetup | None = None,
+    loop: str = "auto",
+    seed_axis: str = "auto",
+    show_progress: bool = True,
+    overwrite: bool = False,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> Path:
+  """Trains each optimizer on seeds ``0..num_seeds-1`` and writes ``out/``.
+
+  Args:
+    stream: the benchmark.
+    optimizers: names from :data:`ngm_jax.optimizers.OPTIMIZER_NAMES`.
+    train_config: the training hyperparameters.
+    num_seeds: seeds 0..num_seeds-1.
+    out: output folder.
+    setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
+    loop, seed_axis: how to run (:func:`ngm_jax.train.train_seeds`), or
+      ``"auto"`` (:func:`default_execution`).
+    show_progress: a progress bar per optimizer.
+    overwrite: replace an earlier run in ``out``.
+    extra_meta: recorded in ``run.json`` (e.g. the benchmark's options).
+
+  Returns:
+    ``out`` as a Path, holding run.json, curves.npz, log.jsonl, metrics.json,
+    table.md and figure.png.
+
+  Raises:
+    ValueError: bad seeds, an existing run without ``overwrite``, an unknown
+      loop or seed axis, or an unknown optimizer.
+    ngm_jax.streams.DatasetTooLargeError: the data would not fit the device.
+  """
+  if num_seeds < 1:
+    raise ValueError(f"--seeds {num_seeds}: need at least 1 seed.")
+  out = Path(out)
+  if (out / "curves.npz").exists() and not overwrite:
+    raise ValueError(f"{out} already holds a run; pass --overwrite or choose another --out.")
+  setup = setup or model_setup(stream)
+  loop, seed_axis = _resolve(loop, seed_axis, setup)
+  for name in optimizers:  # fail before any training on a bad name
+    train_config.optimizer(name, setup.gain_mask)
+  check_fits(stream)
+  out.mkdir(parents=True, exist_ok=True)
+
+  total = stream.num_tasks * train_config.iterations_per_task
+  seeds = list(range(num_seeds))
+  keys = seed_keys(seeds)
+  device = jax.devices()[0]
+  meta = {
+      "benchmark": stream.name,
+      "num_tasks": stream.num_tasks,
+      "task_names": list(stream.task_names),
+      "train": dataclasses.asdict(train_config),
+      "optimizers": list(optimizers),
+      "seeds": seeds,
+      "task1_eval_size": task1_eval_size(stream, train_config),
+      "task1_test_size": int(stream.test_task_ends[0]),
+      "test_sizes": stream.task_sizes("test").tolist(),
+      "train_size": int(stream.train_task_ends[-1]),
+      "model": type(setup.model).__name__,
+      "augment": setup.augment is not None,
+      "loop": loop,
+      "seed_axis": seed_axis,
+      "device": f"{device.platform}: {device.device_kind}",
+      "jax_version": jax.__version__,
+      "python": platform.python_version(),
+      "command": " ".join(sys.argv),
+      **(extra_meta or {}),
+      "timings": {},
+  }
+  results.write_json(out / "run.json", meta)
+  iterations = curve_iterations(train_config, stream.num_tasks)
+  all_curves: dict[str, dict[str, np.ndarray]] = {}
+  wall_start = time.perf_counter()
+  with open(out / "log.jsonl", "a") as log:
+    for n, opt in enumerate(optimizers, 1):
+      parts = make_train_parts(stream, opt, train_config, **setup.kwargs(),
+                               **training_options(opt), unroll=(loop == "chunked"))
+      bar = tqdm(total=total, desc=f"[{n}/{len(optimizers)}] {opt} x{num_seeds} seeds",
+                 unit="it", disable=not show_progress)
+      curves, timing = train_seeds(
+          parts, keys, loop=loop, seed_axis=seed_axis,
+          progress=lambda step: bar.update(int(np.max(step)) - bar.n))
+      bar.close()
+      all_curves[opt] = curves
+      results.save_curves(out / "curves.npz", all_curves, iterations)
+      timing = {"compile_s": round(timing["compile_s"], 2),
+                "run_s": round(timing["run_s"], 2),
+                "iterations_per_s": round(total / timing["run_s"], 2)}
+      meta["timings"][opt] = timing
+      results.write_json(out / "run.json", meta)
+      log.write(json.dumps({"optimizer": opt, **timing}) + "\n")
+      log.flush()
+      print(f"  {opt}: compile {timing['compile_s']} s, run {timing['run_s']} s "
+            f"({num_seeds} seeds x {total} iterations)", flush=True)
+  meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
+  results.write_json(out / "run.json", meta)
+  report(out)
+  return out
+
+
+def report(out: str | Path) -> dict:
+  """Metrics, table and figure from ``out/curves.npz`` and ``out/run.json``.
+
+  Raises:
+    ValueError: ``out`` holds no saved run.
+  """
+  out = Path(out)
+  if not (out / "curves.npz").exists() or not (out / "run.json").exists():
+    raise ValueError(f"{out} holds no saved run (no curves.npz and run.json).")
+  meta = results.read_json(out / "run.json")
+  curves, iterations = results.load_curves(out / "curves.npz")
+  k, i = meta["num_tasks"], meta["train"]["iterations_per_task"]
+  metrics = results.compute_metrics(curves, iterations, k, i)
+  results.write_json(out / "metrics.json", metrics)
+  num_seeds = len(meta["seeds"])
+  notes = [
+      f"Task-1 accuracy evaluated every {meta['train']['eval_every']} iteration(s) on"
+      f" {meta['task1_eval_size']} of {meta['task1_test_size']} Task-1 test images.",
+  ]
+  if meta.get("test_subset_per_task"):
+    notes.append(f"Each task's test set limited to a fixed random subset of"
+                 f" {meta['test_subset_per_task']} images (seed"
+                 f" {meta.get('test_subset_seed', 0)}).")
+  if set(meta["optimizers"]) & {"msgd_reset", "adam_reset"}:
+    notes.append("`msgd_reset` and `adam_reset` reset their optimizer state at every"
+                 " task boundary: the only place task identity is used (an oracle).")
+  header = (f"# {meta['benchmark']}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
+            + "\n".join(notes) + "\n\n")
+  (out / "table.md").write_text(header + results.metrics_table(metrics, num_seeds))
+  plots.plot_stability_gap(
+      curves, iterations, k, i,
+      title=f"{meta['benchmark']} ({num_seeds} seeds, mean ± s.e.)",
+      path=out / "figure.png",
+  )
+  return metrics
