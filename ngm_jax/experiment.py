@@ -58,7 +58,7 @@ def _resolve(loop: str, seed_axis: str, setup: ModelSetup) -> tuple[str, str]:
 
 def run_benchmark(
     stream: TaskStream,
-    optimizers: Sequence[str],
+    optimizers: Sequence[str] | Mapping[str, tuple[str, TrainConfig]],
     train_config: TrainConfig,
     num_seeds: int,
     out: str | Path,
@@ -74,8 +74,12 @@ def run_benchmark(
 
   Args:
     stream: the benchmark.
-    optimizers: names from :data:`ngm_jax.optimizers.OPTIMIZER_NAMES`.
-    train_config: the training hyperparameters.
+    optimizers: names from :data:`ngm_jax.optimizers.OPTIMIZER_NAMES`, each
+      trained with ``train_config``; or ``{label: (name, config)}`` to compare
+      variants of one optimizer (e.g. ``g0_sgd`` at two constant gains), each
+      with its own config; curves and tables are keyed by label.
+    train_config: the training hyperparameters (the iterations, evaluation
+      schedule and batch size of every variant must match it).
     num_seeds: seeds 0..num_seeds-1.
     out: output folder.
     setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
@@ -101,8 +105,16 @@ def run_benchmark(
     raise ValueError(f"{out} already holds a run; pass --overwrite or choose another --out.")
   setup = setup or model_setup(stream)
   loop, seed_axis = _resolve(loop, seed_axis, setup)
-  for name in optimizers:  # fail before any training on a bad name
-    train_config.optimizer(name, setup.gain_mask)
+  variants = (dict(optimizers) if isinstance(optimizers, Mapping)
+              else {name: (name, train_config) for name in optimizers})
+  schedule = ("iterations_per_task", "eval_every", "task_eval_every", "batch_size")
+  for label, (name, config) in variants.items():  # fail before any training
+    config.optimizer(name, setup.gain_mask)
+    for field in schedule:
+      if getattr(config, field) != getattr(train_config, field):
+        raise ValueError(
+            f"Variant {label!r}: {field}={getattr(config, field)} differs from the"
+            f" run's {getattr(train_config, field)}; curves must share one schedule.")
   check_fits(stream)
   out.mkdir(parents=True, exist_ok=True)
 
@@ -115,7 +127,9 @@ def run_benchmark(
       "num_tasks": stream.num_tasks,
       "task_names": list(stream.task_names),
       "train": dataclasses.asdict(train_config),
-      "optimizers": list(optimizers),
+      "optimizers": list(variants),
+      "variants": {label: {"optimizer": name, "train": dataclasses.asdict(config)}
+                   for label, (name, config) in variants.items()},
       "seeds": seeds,
       "task1_eval_size": task1_eval_size(stream, train_config),
       "task1_test_size": int(stream.test_task_ends[0]),
@@ -137,10 +151,10 @@ def run_benchmark(
   all_curves: dict[str, dict[str, np.ndarray]] = {}
   wall_start = time.perf_counter()
   with open(out / "log.jsonl", "a") as log:
-    for n, opt in enumerate(optimizers, 1):
-      parts = make_train_parts(stream, opt, train_config, **setup.kwargs(),
-                               **training_options(opt), unroll=(loop == "chunked"))
-      bar = tqdm(total=total, desc=f"[{n}/{len(optimizers)}] {opt} x{num_seeds} seeds",
+    for n, (opt, (name, config)) in enumerate(variants.items(), 1):
+      parts = make_train_parts(stream, name, config, **setup.kwargs(),
+                               **training_options(name), unroll=(loop == "chunked"))
+      bar = tqdm(total=total, desc=f"[{n}/{len(variants)}] {opt} x{num_seeds} seeds",
                  unit="it", disable=not show_progress)
       curves, timing = train_seeds(
           parts, keys, loop=loop, seed_axis=seed_axis,
@@ -186,9 +200,12 @@ def report(out: str | Path) -> dict:
     notes.append(f"Each task's test set limited to a fixed random subset of"
                  f" {meta['test_subset_per_task']} images (seed"
                  f" {meta.get('test_subset_seed', 0)}).")
-  if set(meta["optimizers"]) & {"msgd_reset", "adam_reset"}:
-    notes.append("`msgd_reset` and `adam_reset` reset their optimizer state at every"
-                 " task boundary: the only place task identity is used (an oracle).")
+  variants = meta.get("variants", {})
+  resets = [label for label in meta["optimizers"]
+            if variants.get(label, {}).get("optimizer", label).endswith("_reset")]
+  if resets:
+    notes.append(f"{', '.join(resets)} reset the optimizer state at every task"
+                 " boundary: the only place task identity is used (an oracle).")
   header = (f"# {meta['benchmark']}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
             + "\n".join(notes) + "\n\n")
   (out / "table.md").write_text(header + results.metrics_table(metrics, num_seeds))

@@ -122,3 +122,24 @@ def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
   gain = curves["ngm_sgd"]["gain"]
   assert np.all(gain > 1.0) and np.all(curves["msgd"]["gain"] == 1.0)
   assert "Each task's test set limited to a fixed random subset of 3" in (out / "table.md").read_text()
+
+
+def test_variants_of_one_optimizer_run_side_by_side(tmp_path):
+  import dataclasses
+  from ngm_jax.experiment import run_benchmark
+  from ngm_jax.streams import split_mnist
+  from ngm_jax.train import TrainConfig
+  from tests.conftest import fake_mnist
+  config = TrainConfig(iterations_per_task=4, batch_size=8, task_eval_every=2)
+  variants = {"g0=1": ("g0_sgd", config),
+              "g0=2": ("g0_sgd", dataclasses.replace(config, const_gain=2.0)),
+              "msgd_reset": ("msgd_reset", config)}
+  out = run_benchmark(split_mnist(fake_mnist()), variants, config, 1, tmp_path / "v",
+                      show_progress=False)
+  curves, _ = results.load_curves(out / "curves.npz")
+  np.testing.assert_allclose(curves["g0=1"]["gain"], 1.0)
+  np.testing.assert_allclose(curves["g0=2"]["gain"], 2.0)
+  assert "msgd_reset reset the optimizer state" in (out / "table.md").read_text()
+  bad = {"x": ("sgd", dataclasses.replace(config, eval_every=2))}
+  with pytest.raises(ValueError, match="eval_every=2 differs"):
+    run_benchmark(split_mnist(fake_mnist()), bad, config, 1, tmp_path / "b")
