@@ -52,7 +52,8 @@ def plot_stability_gap(
   """The paper's Figure 3 for one benchmark: three rows against iteration.
 
   Top, Task-1 test accuracy (%) zoomed on the dips, with a dot at each later
-  task's minimum; middle, Task-1 test loss; bottom, the gain (optimizers
+  task's minimum (a triangle on the lower edge, labelled with its value, for a
+  minimum below the zoomed axis); middle, Task-1 test loss; bottom, the gain (optimizers
   without a gain, whose gain is identically 1, are left out of this row).
   Lines are the mean over seeds, bands ± one standard error; dotted vertical
   lines mark task boundaries.
@@ -73,7 +74,7 @@ def plot_stability_gap(
       3, 1, figsize=(7, 8), sharex=True, height_ratios=(1.4, 1, 0.8)
   )
   x_eval, x_step = iterations["task1"], iterations["step"]
-  lowest = 1.0
+  settled_values, minima = [], []
   for opt in optimizers:
     c = curves[opt]
     colour = COLOURS.get(opt)
@@ -85,16 +86,26 @@ def plot_stability_gap(
     points = blocks.shape[-1]
     for k in range(1, num_tasks):
       j = int(np.argmin(blocks[k]))
-      ax_acc.plot(x_eval[k * points + j], blocks[k, j], "o", color=colour, ms=4)
-    # Zoom: ignore the first fifth of Task 1, where the network is untrained.
-    settled = x_eval > iterations_per_task / 5
-    lowest = min(lowest, float(np.min((mean - np.nan_to_num(se))[settled])))
+      minima.append((x_eval[k * points + j], blocks[k, j], colour, len(settled_values)))
+    # The zoom ignores the first fifth of Task 1, where the network is untrained.
+    settled_values.append((mean - np.nan_to_num(se))[x_eval > iterations_per_task / 5])
     _band(ax_loss, x_eval, np.asarray(c["task1_loss"], np.float64), colour, label)
     gain = np.asarray(c["gain"], np.float64)
     if not np.all(gain == 1.0):
       _band(ax_gain, x_step, gain, colour, label)
 
-  ax_acc.set_ylim(max(0.0, lowest - 2.0), 100.5)
+  # Zoom on the dips: the y-axis starts just below the 1st percentile of the
+  # settled curves, so a brief collapse (MSGD's, say) does not flatten every
+  # other curve; minima below the axis are drawn on its edge with their value.
+  bottom = max(0.0, float(np.percentile(np.concatenate(settled_values), 1)) - 3.0)
+  ax_acc.set_ylim(bottom, 100.5)
+  for x, y, colour, row in minima:
+    if y >= bottom:
+      ax_acc.plot(x, y, "o", color=colour, ms=4)
+    else:  # labels of different optimizers stacked, so they do not overlap
+      ax_acc.plot(x, bottom, "v", color=colour, ms=6, clip_on=False)
+      ax_acc.annotate(f"min {y:.0f}%", (x, bottom), xytext=(4, 3 + 9 * row),
+                      textcoords="offset points", color=colour, fontsize=7)
   ax_acc.set_ylabel("Task-1 test accuracy (%)")
   ax_loss.set_ylabel("Task-1 test loss (nats)")
   ax_loss.set_yscale("log")
@@ -104,10 +115,12 @@ def plot_stability_gap(
     for k in range(1, num_tasks):
       ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
     ax.grid(alpha=0.2)
-  ax_acc.legend(loc="lower left", fontsize=8, ncol=2)
+  handles, labels = ax_acc.get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
+             frameon=False, bbox_to_anchor=(0.5, 0.965))
   if title:
-    ax_acc.set_title(title)
-  fig.tight_layout()
+    fig.suptitle(title, y=0.995)
+  fig.tight_layout(rect=(0, 0, 1, 0.95))
   if path is not None:
     fig.savefig(path, dpi=150)
     plt.close(fig)
