@@ -44,7 +44,7 @@ import numpy as np
 from experiments import configs
 from ngm_jax.benchmarks import model_setup
 from ngm_jax.data import ImageDataset
-from ngm_jax.streams import load_benchmark, split_cifar10
+from ngm_jax.streams import load_benchmark, split_cifar10, subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
 
 
@@ -139,6 +139,8 @@ def bench_image(args) -> list[dict]:
     stream, data_note = split_cifar10(synthetic_cifar10()), "synthetic CIFAR-shaped data"
   else:
     stream, data_note = load_benchmark("split_cifar10", args.data_dir), "CIFAR-10"
+  if args.test_subset:
+    stream = subsample_test(stream, args.test_subset)
   config = configs.get_config("split_cifar10")
   overrides = {k: v for k, v in (("batch_size", args.batch_size),
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
@@ -198,6 +200,8 @@ def main(argv=None) -> int:
                       help="split_cifar10: override the protocol's batch 256 (smoke tests)")
   parser.add_argument("--eval-task1-limit", type=int, default=None,
                       help="split_cifar10: Task-1 evaluation on the first N images only")
+  parser.add_argument("--test-subset", type=int, default=None,
+                      help="split_cifar10: a fixed random subset of N test images per task")
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--json", default=None, help="also write the rows here")
   args = parser.parse_args(argv)
