@@ -130,10 +130,21 @@ def test_batchnorm_state_in_the_training_loop():
                            gain_mask=classifier_gain_mask,
                            preprocess=standardise_images(*CIFAR10_STATS),
                            augment=random_crop_flip, unroll=True)
-  state = parts.init(jax.random.key(0))
-  after, _ = jax.jit(parts.eval_interval)(state)
-  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
-                       state.model_state["batch_stats"], after.model_state["batch_stats"])
-  assert all(jax.tree.leaves(moved))
-  records = jax.jit(parts.task_eval)(after)  # evaluation returns records only
-  assert records["task_acc"].shape == (2,)
+  from ngm_jax.train import seed_keys
+  keys = seed_keys(2)
+
+  def two_intervals(key):  # a lax.scan over eval intervals, as in make_train
+    start = parts.init(key)
+    end, _ = jax.lax.scan(lambda s, _: parts.eval_interval(s), start, None, length=2)
+    return start, end, parts.task_eval(end)
+
+  start, end, records = jax.jit(jax.vmap(two_intervals))(keys)
+  moved = jax.tree.map(lambda a, b: np.asarray(jnp.any(a != b, axis=tuple(range(1, a.ndim)))),
+                       start.model_state["batch_stats"], end.model_state["batch_stats"])
+  assert all(bool(m.all()) for m in jax.tree.leaves(moved))  # every seed's statistics moved
+  seeds_differ = jax.tree.map(lambda a: bool(jnp.any(a[0] != a[1])), end.model_state)
+  assert all(jax.tree.leaves(seeds_differ))
+  assert records["task_acc"].shape == (2, 2)
+  # Evaluation leaves the statistics alone: evaluating twice gives the same records.
+  again = jax.jit(jax.vmap(parts.task_eval))(end)
+  np.testing.assert_array_equal(again["task_loss"], records["task_loss"])
