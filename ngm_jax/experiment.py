@@ -150,7 +150,7 @@ def run_benchmark(
   iterations = curve_iterations(train_config, stream.num_tasks)
   all_curves: dict[str, dict[str, np.ndarray]] = {}
   wall_start = time.perf_counter()
-  with open(out / "log.jsonl", "a") as log:
+  with open(out / "log.jsonl", "w") as log:  # a fresh run (an old one needs overwrite)
     for n, (opt, (name, config)) in enumerate(variants.items(), 1):
       parts = make_train_parts(stream, name, config, **setup.kwargs(),
                                **training_options(name), unroll=(loop == "chunked"))
