@@ -19,7 +19,8 @@ augmentation, then the Task-1 evaluation on its 2,000 test images) and one
 evaluation of every task's test set, for each way of running the loop
 (``scan``: ``--iterations`` intervals in a ``lax.scan``; ``chunked``: one
 compiled, unrolled interval called from Python) and of running the seeds
-(``vmap`` or ``lax.map``), for one and for five seeds. The protocol's
+(``vmap``, ``lax.map``, or one seed's program called per seed from Python,
+``sequential``), for one and for five seeds. The protocol's
 iterations per second are then ``1 / (t_interval + t_task_eval / 20)`` (the
 per-task evaluation runs every 20 iterations). ``--synthetic`` uses random
 CIFAR-shaped data of the real sizes (50,000 train, 10,000 test images), for
@@ -111,26 +112,32 @@ def synthetic_cifar10(seed: int = 0) -> ImageDataset:
 def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
   """Seconds per eval interval and per all-task evaluation for one way of
   running; compile times apart."""
-  over = jax.vmap if seed_axis == "vmap" else (lambda f: lambda x: jax.lax.map(f, x))
-  state = jax.jit(over(parts.init))(keys)
+  over = {"vmap": jax.vmap, "map": lambda f: lambda x: jax.lax.map(f, x),
+          "sequential": lambda f: f}[seed_axis]
+  # "sequential": one seed's program, called for each seed in turn.
+  batches = [keys[i] for i in range(len(keys))] if seed_axis == "sequential" else [keys]
+  init = jax.jit(over(parts.init))
+  states = [init(k) for k in batches]
   if loop == "scan":
     body = lambda s: jax.lax.scan(lambda c, _: parts.eval_interval(c), s, None,
                                   length=iterations)
   else:
     body = parts.eval_interval
   t0 = time.perf_counter()
-  interval = jax.jit(over(body)).lower(state).compile()
-  task_eval = jax.jit(over(parts.task_eval)).lower(state).compile()
+  interval = jax.jit(over(body)).lower(states[0]).compile()
+  task_eval = jax.jit(over(parts.task_eval)).lower(states[0]).compile()
   compile_s = time.perf_counter() - t0
 
   def run_intervals():
-    s = state
-    for _ in range(1 if loop == "scan" else iterations):
-      s, records = interval(s)
+    records = []
+    for s in states:
+      for _ in range(1 if loop == "scan" else iterations):
+        s, r = interval(s)
+      records.append(r)
     return records
 
   per_interval = _best_of(run_intervals, repeats) / iterations
-  per_task_eval = _best_of(lambda: task_eval(state), repeats)
+  per_task_eval = _best_of(lambda: [task_eval(s) for s in states], repeats)
   return compile_s, per_interval, per_task_eval
 
 
@@ -153,7 +160,7 @@ def bench_image(args) -> list[dict]:
     keys = seed_keys(num_seeds)
     for loop, seed_axis in modes:
       if num_seeds == 1 and seed_axis == "map":
-        continue  # one seed: map and vmap are the same program
+        continue  # one seed: lax.map is the sequential program inside a loop
       parts = make_train_parts(stream, args.optimizer, train_config, **setup.kwargs(),
                                unroll=(loop == "chunked"))
       compile_s, t_interval, t_task_eval = time_image_mode(
@@ -192,7 +199,8 @@ def main(argv=None) -> int:
                       help="split_cifar10 on random CIFAR-shaped data (no dataset needed)")
   parser.add_argument("--optimizer", default="ngm_sgd")
   parser.add_argument("--seeds", default="1,5", help="comma-separated seed counts")
-  parser.add_argument("--modes", default="scan:vmap,chunked:vmap,scan:map,chunked:map",
+  parser.add_argument("--modes", default="scan:vmap,chunked:vmap,scan:map,chunked:map,"
+                      "scan:sequential,chunked:sequential",
                       help="split_cifar10: comma-separated loop:seed_axis pairs")
   parser.add_argument("--iterations", type=int, default=3,
                       help="split_cifar10: eval intervals per timing")

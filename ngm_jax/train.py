@@ -427,7 +427,7 @@ def _scanned(parts: TrainParts, progress: Callable[[int], None] | None):
 
 #: How :func:`train_seeds` runs the loop and the seeds.
 LOOPS = ("scan", "chunked")
-SEED_AXES = ("vmap", "map")
+SEED_AXES = ("vmap", "map", "sequential")
 
 
 def train_seeds(
@@ -449,7 +449,9 @@ def train_seeds(
       (``eval_every`` steps and the Task-1 evaluation), called from Python;
       evaluation stays compiled and data stay on the device.
     seed_axis: ``"vmap"``: seeds batched into every operation; ``"map"``:
-      seeds one after another inside the compiled program (``lax.map``).
+      seeds one after another inside the compiled program (``lax.map``);
+      ``"sequential"``: one seed's program, compiled once and called for each
+      seed in turn from Python (no seed axis in the compiled code at all).
     progress: host callback with the iteration count, after every per-task
       evaluation.
 
@@ -462,33 +464,46 @@ def train_seeds(
     raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
   if seed_axis not in SEED_AXES:
     raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
-  over_seeds = jax.vmap if seed_axis == "vmap" else (lambda f: lambda x: jax.lax.map(f, x))
+  # "sequential" compiles one seed's program once and calls it per seed; its
+  # progress restarts at each seed.
+  over_seeds = {"vmap": jax.vmap, "map": lambda f: lambda x: jax.lax.map(f, x),
+                "sequential": lambda f: f}[seed_axis]
+  batches = ([keys] if seed_axis != "sequential" else [keys[i] for i in range(len(keys))])
   t0 = time.perf_counter()
   if loop == "scan":
     train = _scanned(parts, progress)
-    compiled = jax.jit(over_seeds(train)).lower(keys).compile()
+    compiled = jax.jit(over_seeds(train)).lower(batches[0]).compile()
     t1 = time.perf_counter()
-    curves = jax.device_get(jax.block_until_ready(compiled(keys)))
+    outputs = [jax.device_get(jax.block_until_ready(compiled(k))) for k in batches]
   else:
-    init = jax.jit(over_seeds(parts.init)).lower(keys).compile()
-    state = init(keys)
+    init = jax.jit(over_seeds(parts.init)).lower(batches[0]).compile()
+    states = [init(k) for k in batches]
     interval = jax.jit(over_seeds(parts.eval_interval), donate_argnums=0
-                       ).lower(state).compile()
-    task_eval = jax.jit(over_seeds(parts.task_eval)).lower(state).compile()
+                       ).lower(states[0]).compile()
+    task_eval = jax.jit(over_seeds(parts.task_eval)).lower(states[0]).compile()
     t1 = time.perf_counter()
-    steps, task1, per_task = [], [], []
-    for i in range(1, parts.num_intervals + 1):
-      state, (s, t) = interval(state)
-      steps.append(s)
-      task1.append(t)
-      if i % parts.intervals_per_task_eval == 0:
-        per_task.append(task_eval(state))
-        if progress is not None:
-          progress(int(jax.device_get(state.step).max()))
-    stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1),
-                                         *jax.device_get(records))
-    steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
-    curves = {k: v.reshape(v.shape[:1] + (-1,)) for k, v in {**steps, **task1}.items()}
-    curves.update(per_task)
+    outputs = []
+    for state in states:
+      steps, task1, per_task = [], [], []
+      for i in range(1, parts.num_intervals + 1):
+        state, (s, t) = interval(state)
+        steps.append(s)
+        task1.append(t)
+        if i % parts.intervals_per_task_eval == 0:
+          per_task.append(task_eval(state))
+          if progress is not None:
+            progress(int(np.max(jax.device_get(state.step))))
+      axis = 0 if seed_axis == "sequential" else 1  # the interval axis
+      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis),
+                                           *jax.device_get(records))
+      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+      lead = steps["gain"].shape[:axis]
+      curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
+      curves.update(per_task)
+      outputs.append(curves)
+  if seed_axis == "sequential":
+    curves = jax.tree.map(lambda *a: np.stack(a), *outputs)
+  else:
+    curves = outputs[0]
   t2 = time.perf_counter()
   return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}

@@ -153,7 +153,8 @@ def test_hyperparameters_as_a_vmap_axis(stream):
 
 
 @pytest.mark.parametrize("loop, seed_axis", [("scan", "map"), ("chunked", "vmap"),
-                                             ("chunked", "map")])
+                                             ("chunked", "map"), ("scan", "sequential"),
+                                             ("chunked", "sequential")])
 def test_every_driver_gives_the_scanned_vmapped_curves(stream, ngm_curves, loop, seed_axis):
   _, reference = ngm_curves
   parts = make_train_parts(stream, "ngm_sgd", CONFIG, unroll=(loop == "chunked"))
@@ -179,7 +180,7 @@ def test_train_seeds_rejects_unknown_modes(stream):
   parts = make_train_parts(stream, "sgd", CONFIG)
   with pytest.raises(ValueError, match="choose from scan, chunked"):
     train_seeds(parts, seed_keys(1), loop="python")
-  with pytest.raises(ValueError, match="choose from vmap, map"):
+  with pytest.raises(ValueError, match="choose from vmap, map, sequential"):
     train_seeds(parts, seed_keys(1), seed_axis="pmap")
 
 
