@@ -35,13 +35,15 @@ def default_execution(platform_name: str, convolutional: bool) -> tuple[str, str
   """``(loop, seed_axis)`` for ``loop="auto"`` / ``seed_axis="auto"``.
 
   From the measurements in docs/results.md: on CPU the MLP runs fastest as
-  one scan with seeds vmapped; a convolutional network's steps run far slower
-  inside XLA:CPU loops and vmapped over seeds (grouped convolutions), so it is
-  driven in compiled chunks with seeds one after another (``lax.map``). On
-  accelerators the whole run is one scan with vmapped seeds.
+  one scan with seeds vmapped. A convolutional network's training step runs
+  many times slower on XLA:CPU inside any loop (``lax.scan``, and so also
+  ``lax.map`` over seeds) and when vmapped over seeds (grouped
+  convolutions), so on CPU it is driven in compiled chunks, one seed's program
+  called per seed. On accelerators the whole run is one scan with vmapped
+  seeds (not measured here: no GPU was available).
   """
   if platform_name == "cpu" and convolutional:
-    return "chunked", "map"
+    return "chunked", "sequential"
   return "scan", "vmap"
 
 
