@@ -115,9 +115,8 @@ def _concat_tasks(parts: Sequence[tuple[np.ndarray, np.ndarray]]):
   return images, labels, ends
 
 
-def _from_tasks(name, task_names, num_classes, train_parts, test_parts) -> TaskStream:
-  """A stream from per-task ``(images, labels)`` pairs, in task order."""
-  train, test = _concat_tasks(train_parts), _concat_tasks(test_parts)
+def _stream(name, task_names, num_classes, train, test) -> TaskStream:
+  """A stream from ``(images, labels, task_ends)`` of the train and test sets."""
   return TaskStream(
       name=name,
       task_names=tuple(task_names),
@@ -129,6 +128,12 @@ def _from_tasks(name, task_names, num_classes, train_parts, test_parts) -> TaskS
       test_labels=test[1],
       test_task_ends=test[2],
   )
+
+
+def _from_tasks(name, task_names, num_classes, train_parts, test_parts) -> TaskStream:
+  """A stream from per-task ``(images, labels)`` pairs, in task order."""
+  return _stream(name, task_names, num_classes, _concat_tasks(train_parts),
+                 _concat_tasks(test_parts))
 
 
 def _take(images: np.ndarray, labels: np.ndarray, rows: Sequence[np.ndarray]):
@@ -161,17 +166,7 @@ def _from_rows(
       data.test_labels if test_labels is None else test_labels,
       test_rows,
   )
-  return TaskStream(
-      name=name,
-      task_names=tuple(task_names),
-      num_classes=num_classes,
-      train_images=train[0],
-      train_labels=train[1],
-      train_task_ends=train[2],
-      test_images=test[0],
-      test_labels=test[1],
-      test_task_ends=test[2],
-  )
+  return _stream(name, task_names, num_classes, train, test)
 
 
 def _check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
