@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ngm_jax import plots, results
 from ngm_jax.benchmarks import ModelSetup, model_setup
 from ngm_jax.optimizers import training_options
-from ngm_jax.streams import TaskStream, check_fits
+from ngm_jax.streams import Sampler, TaskStream, check_fits
 from ngm_jax.train import (LOOPS, SEED_AXES, TrainConfig, curve_iterations,
                            make_train_parts, seed_keys, task1_eval_size, train_seeds)
 
@@ -66,6 +66,7 @@ def run_benchmark(
     out: str | Path,
     *,
     setup: ModelSetup | None = None,
+    sampler: Sampler | None = None,
     loop: str = "auto",
     seed_axis: str = "auto",
     show_progress: bool = True,
@@ -85,6 +86,9 @@ def run_benchmark(
     num_seeds: seeds 0..num_seeds-1.
     out: output folder.
     setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
+    sampler: which rows each step trains on (default incremental joint
+      training, :func:`ngm_jax.streams.joint_sampler`), e.g. a replay buffer
+      (:mod:`ngm_jax.replay`); built for ``stream`` and ``train_config``.
     loop, seed_axis: how to run (:func:`ngm_jax.train.train_seeds`), or
       ``"auto"`` (:func:`default_execution`).
     show_progress: a progress bar per optimizer.
@@ -154,7 +158,7 @@ def run_benchmark(
   wall_start = time.perf_counter()
   with open(out / "log.jsonl", "w") as log:  # a fresh run (an old one needs overwrite)
     for n, (opt, (name, config)) in enumerate(variants.items(), 1):
-      parts = make_train_parts(stream, name, config, **setup.kwargs(),
+      parts = make_train_parts(stream, name, config, **setup.kwargs(), sampler=sampler,
                                **training_options(name), unroll=(loop == "chunked"))
       bar = tqdm(total=total, desc=f"[{n}/{len(variants)}] {opt} x{num_seeds} seeds",
                  unit="it", disable=not show_progress)
