@@ -198,3 +198,262 @@ def plot_curvature(
   if title:
     fig.suptitle(title, fontsize=10)
   return _finish(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# Ablations and the gain readout (curves of ngm_jax.train.make_train)
+
+from ngm_jax.analysis import ABLATIONS, seen_tasks_accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ngm_jax.metrics import mean_and_stderr  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+__all__ += ["ABLATION_STYLES", "plot_ablation", "plot_gain_readout"]
+
+#: ``(colour, line style)`` of each ablation label (:data:`ngm_jax.analysis.ABLATIONS`):
+#: the paper's colours for NGM-SGD, MSGD, Adam, SGD and the constant gain
+#: (purple: solid at ḡ, dashed at g0 = 1); resets dashed.
+ABLATION_STYLES = {
+    "ngm_sgd": (COLOURS["ngm_sgd"], "-"),
+    "g0_sgd_mean": (COLOURS["g0_sgd"], "-"),
+    "g0_sgd_1": (COLOURS["g0_sgd"], "--"),
+    "entropy_lr_sgd": ("tab:red", "-"),
+    "sgd": (COLOURS["sgd"], "-"),
+    "msgd": (COLOURS["msgd"], "-"),
+    "msgd_reset": ("tab:cyan", "--"),
+    "ngm_msgd": ("tab:brown", "-"),
+    "adam": (COLOURS["adam"], "-"),
+    "adam_reset": ("tab:olive", "--"),
+    "ngm_adam": ("tab:pink", "-"),
+}
+
+
+def _mean_band(ax, x, values, colour, ls, label):
+  """Mean over seeds (axis 0) with a ± s.e. band; returns ``(mean, se)``."""
+  mean, se = mean_and_stderr(values, axis=0)
+  ax.plot(x, mean, color=colour, ls=ls, lw=1.2, label=label)
+  if values.shape[0] > 1:
+    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, lw=0)
+  return mean, se
+
+
+def plot_ablation(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    iterations: Mapping[str, np.ndarray],
+    num_tasks: int,
+    iterations_per_task: int,
+    groups: Mapping[str, Sequence[str]],
+    names: Mapping[str, str] | None = None,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+    failed: Mapping[str, np.ndarray] | None = None,
+):
+  """The paper's ablation figure: one column per group of variants, three rows.
+
+  Top, the test accuracy over all tasks seen so far (%, from ``task_acc``
+  ``[S, P, K]``, :func:`ngm_jax.analysis.seen_tasks_accuracy`); middle,
+  Task-1 test accuracy (%), each column zoomed on its own dips; bottom, the
+  gain ``g`` (variants whose gain is identically 1 are left out of this row,
+  except the constant-gain ablation ``g0_sgd``). Lines are the mean over
+  seeds, bands ± one standard error; dotted lines mark task boundaries. Seeds
+  whose training loss became non-finite are left out of the mean, and the
+  legend counts the ``failed`` seeds of a variant.
+
+  Args:
+    curves: ``{label: {"task_acc", "task1_acc", "gain": [S, ...]}}``.
+    iterations: ``{"tasks": [P], "task1": [P1], "step": [T]}``.
+    num_tasks, iterations_per_task: K and I.
+    groups: ``{column title: [labels]}``; labels missing from ``curves`` are
+      skipped.
+    names: legend names (default :data:`ngm_jax.analysis.ABLATIONS`' names).
+    title: figure title.
+    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    failed: ``{label: [S] bool}`` (:func:`ngm_jax.analysis.failed_seeds`),
+      counted in the legend.
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+
+  Raises:
+    ValueError: no group has a label present in ``curves``.
+  """
+  names, failed = names or {}, failed or {}
+  groups = {t: [l for l in ls if l in curves] for t, ls in groups.items()}
+  groups = {t: ls for t, ls in groups.items() if ls}
+  if not groups:
+    raise ValueError(f"plot_ablation: no group names a variant of the curves ({', '.join(curves)}).")
+  cols = len(groups)
+  fig, axes = plt.subplots(3, cols, figsize=(4.6 * cols + 0.6, 8), sharex=True,
+                           height_ratios=(1.1, 1.4, 0.8), squeeze=False)
+  for col, (group, labels) in enumerate(groups.items()):
+    ax_seen, ax_t1, ax_gain = axes[:, col]
+    lowest = 1.0e9
+    for label in labels:
+      finite = np.all(np.isfinite(np.asarray(curves[label]["train_loss"], np.float64)), axis=1)
+      if not finite.any():
+        continue
+      c = {k: np.asarray(v)[finite] for k, v in curves[label].items()}
+      colour, ls = ABLATION_STYLES.get(label, (None, "-"))
+      name = names.get(label, ABLATIONS[label].name if label in ABLATIONS else label)
+      bad = int(np.sum(failed.get(label, 0)))
+      if bad:
+        name += f" ({bad}/{len(finite)} seeds failed; mean of {int(finite.sum())})"
+      seen = 100 * seen_tasks_accuracy(c["task_acc"], iterations["tasks"], iterations_per_task)
+      _mean_band(ax_seen, iterations["tasks"], seen, colour, ls, name)
+      acc = 100 * np.asarray(c["task1_acc"], np.float64)
+      mean, se = _mean_band(ax_t1, iterations["task1"], acc, colour, ls, name)
+      settled = iterations["task1"] > iterations_per_task / 5
+      lowest = min(lowest, float(np.min((mean - np.nan_to_num(se))[settled])))
+      gain = np.asarray(c["gain"], np.float64)
+      constant_gain = label in ABLATIONS and ABLATIONS[label].optimizer == "g0_sgd"
+      if constant_gain or not np.all(gain == 1.0):
+        _mean_band(ax_gain, iterations["step"], gain, colour, ls, name)
+    ax_seen.set_title(group, fontsize=10)
+    ax_t1.set_ylim(max(0.0, lowest - 2.0), 100.5)
+    ax_t1.legend(loc="lower left", fontsize=7)
+    ax_gain.set_xlabel("iteration")
+    for ax in (ax_seen, ax_t1, ax_gain):
+      for k in range(1, num_tasks):
+        ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
+      ax.grid(alpha=0.2)
+  axes[0, 0].set_ylabel("accuracy, seen tasks (%)")
+  axes[1, 0].set_ylabel("Task-1 test accuracy (%)")
+  axes[2, 0].set_ylabel("gain g")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  return _finish(fig, path)
+
+
+def plot_gain_readout(
+    entries: Sequence[Mapping[str, Any]],
+    title: str = "",
+    path: str | os.PathLike | None = None,
+):
+  """Mean block gain ``ḡ_k`` against the task index ``k``, one panel per run.
+
+  Each panel shows every seed's block gains (small dots), their mean ± one
+  standard error (error bars) and the fitted line ``a + b·k`` (mean
+  intercept and slope over seeds), titled with the slope and its confidence
+  interval. An entry with a second readout under ``settled`` (the gain of
+  each block without its first iterations, :func:`ngm_jax.analysis.gain_trend`
+  with ``skip``) adds it in open squares with a dashed line.
+
+  Args:
+    entries: dicts with ``benchmark``, ``kind``, ``optimizer``, a
+      :func:`ngm_jax.analysis.gain_trend` result under ``trend`` and
+      optionally another under ``settled``; class-incremental runs are best
+      listed before domain-incremental ones.
+    title: figure title.
+    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+  """
+  if not entries:
+    raise ValueError("plot_gain_readout: no runs to plot.")
+  fig, axes = plt.subplots(1, len(entries), figsize=(4.6 * len(entries) + 0.6, 4.4),
+                           squeeze=False)
+  for ax, e in zip(axes[0], entries):
+    lines = [f"{e['benchmark']} ({e['kind']})"]
+    readouts = [("whole block", e["trend"], "o", "-", 0.0)]
+    if e.get("settled") is not None:
+      skip = e["settled"]["skip"]
+      end = e.get("iterations_per_task", "I")
+      readouts.append((f"its {skip + 1}-{end} of each block", e["settled"], "s", "--", 0.08))
+    for name, tr, marker, ls, dx in readouts:
+      blocks = np.asarray(tr["block_gain"], np.float64)
+      k = np.arange(1, blocks.shape[1] + 1)
+      for row in blocks:
+        ax.plot(k + dx, row, marker, color=_NGM, alpha=0.3, ms=3, mfc="none" if dx else None)
+      se = np.nan_to_num(np.asarray(tr["block_stderr"], np.float64))
+      ax.errorbar(k + dx, tr["block_mean"], yerr=se, fmt=marker, color=_NGM, ms=6, capsize=4,
+                  mfc="none" if dx else _NGM,
+                  label=f"{name}: mean ± s.e. ({blocks.shape[0]} seeds)")
+      s = tr["slope"]
+      ax.plot(k + dx, tr["intercept"] + s["mean"] * k, ls=ls, color="k", lw=1,
+              label=f"{name}: fitted line")
+      ci = ("" if np.isnan(s["half_width"])
+            else f" ± {s['half_width']:.3f} ({int(round(100 * tr['level']))}% CI)")
+      lines.append(f"{name.replace(' of each block', '')}: slope {s['mean']:+.3f}{ci}/task")
+    ax.set_title("\n".join(lines), fontsize=8)
+    ax.set_xticks(k)
+    ax.set_xlabel("task k")
+    ax.grid(alpha=0.2)
+    ax.legend(loc="best", fontsize=6)
+  axes[0, 0].set_ylabel(f"mean gain in task block, ḡ_k ({entries[0]['optimizer']})")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  return _finish(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# Sensitivity of NGM-SGD to η and γ (grids of ngm_jax.sweep.grid_metrics)
+
+__all__ += ["plot_sensitivity"]
+
+_GRID_LABELS = {
+    "avg_acc": "avg-ACC (%)",
+    "avg_min_acc": "avg-min-ACC (%)",
+    "wc_acc": "WC-ACC (%)",
+    "avg_sg": "avg-SG (%)",
+}
+#: Metrics where lower is better get the reversed colour map, so that bright
+#: always means better.
+_LOWER_IS_BETTER = ("avg_sg",)
+
+
+def plot_sensitivity(
+    grids: Mapping[str, Mapping[str, np.ndarray]],
+    etas: Sequence[float],
+    gammas: Sequence[float],
+    metrics: Sequence[str] = ("avg_sg", "avg_acc"),
+    default: tuple[float, float] | None = None,
+    title: str = "",
+    path: str | os.PathLike | None = None,
+):
+  """Heatmaps of Task-1 metrics over the (η, γ) grid, one panel per metric.
+
+  Rows are η (the gain added per nat of entropy, increasing downwards),
+  columns γ (the gain's retention per step). The colour is the mean over
+  seeds in percent (viridis; reversed for avg-SG, so bright is better in
+  every panel); each cell reads ``mean ± s.e.``. The boxed cell is
+  ``default``, the benchmark's own (η, γ).
+
+  Args:
+    grids: ``{metric: {"mean": [E, G], "stderr": [E, G]}}`` in fractions, as
+      from :func:`ngm_jax.sweep.grid_metrics`.
+    etas: η values ``[E]``; gammas: γ values ``[G]``.
+    metrics: which metrics to draw, in order.
+    default: ``(η, γ)`` to box, if it is on the grid.
+    title: figure title.
+    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+
+  Returns:
+    The matplotlib figure (``None`` when saved to ``path``).
+  """
+  etas, gammas = list(etas), list(gammas)
+  fig, axes = plt.subplots(1, len(metrics), figsize=(0.95 * len(gammas) * len(metrics) + 2.2,
+                                                     0.5 * len(etas) + 1.8), squeeze=False)
+  for ax, name in zip(axes[0], metrics):
+    mean = 100 * np.asarray(grids[name]["mean"], np.float64)
+    se = 100 * np.asarray(grids[name]["stderr"], np.float64)
+    cmap = "viridis_r" if name in _LOWER_IS_BETTER else "viridis"
+    image = ax.imshow(mean, cmap=cmap, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    lo, hi = np.nanmin(mean), np.nanmax(mean)
+    for i in range(len(etas)):
+      for j in range(len(gammas)):
+        shade = (mean[i, j] - lo) / (hi - lo) if hi > lo else 0.5
+        bright = shade > 0.5 if name not in _LOWER_IS_BETTER else shade < 0.5
+        text = f"{mean[i, j]:.2f}" + ("" if np.isnan(se[i, j]) else f"\n± {se[i, j]:.2f}")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                color="k" if bright else "w")
+    if default is not None and default[0] in etas and default[1] in gammas:
+      i, j = etas.index(default[0]), gammas.index(default[1])
+      ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
+    ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
+    ax.set_yticks(range(len(etas)), [f"{e:g}" for e in etas])
+    ax.set_xlabel("γ (gain retention per step)")
+    ax.set_ylabel("η (gain per nat of entropy)")
+    ax.set_title(_GRID_LABELS.get(name, name), fontsize=10)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  return _finish(fig, path)

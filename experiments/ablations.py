@@ -1,0 +1,382 @@
+"""Ablations of NGM: which part of the gain closes the stability gap.
+
+    python experiments/ablations.py --benchmark split_mnist --data-dir DIR --reuse results/split_mnist
+    python experiments/ablations.py --benchmark rotated_mnist --data-dir DIR --reuse results/rotated_mnist
+    python experiments/ablations.py --remake docs/analysis/ablations_split_mnist   # outputs from saved curves
+
+On one benchmark (its config: iterations, lr, γ, g0, η, batch; five seeds),
+trains (:data:`ngm_jax.analysis.ABLATIONS`):
+
+- ``ngm_sgd``; the constant-gain ablation ``g0_sgd`` at g0 = 1 (``g0_sgd_1``)
+  and at NGM-SGD's time-averaged gain ḡ (``g0_sgd_mean``; ḡ computed from the
+  ``ngm_sgd`` curves of this run, :func:`ngm_jax.analysis.time_averaged_gain`);
+- ``entropy_lr_sgd``: NGM's step size lr·g² without ``W_eff = g·W``;
+- ``msgd_reset``, ``adam_reset``: oracle optimizer-state resets at task
+  boundaries (they use task identity);
+- ``ngm_msgd``, ``ngm_adam``: the gain on top of momentum SGD and Adam;
+- the baselines ``sgd``, ``msgd``, ``adam``.
+
+Rotated MNIST evaluates Task 1 on its first 2000 test images (as the main
+run; ``--eval-task1-limit``). With ``--reuse DIR ...``, a variant whose
+optimizer, full training config, seeds and evaluation equal those of a
+variant saved in DIR (checked against DIR/run.json) takes its curves from
+there instead of being trained; the output says which. Variants trained here
+are saved by :func:`ngm_jax.experiment.run_benchmark` in OUT/trained/ (and
+OUT/trained_mean_gain/ for ``g0_sgd_mean``), which a later call can reuse.
+
+Writes OUT (default docs/analysis/ablations_<benchmark>)/: curves.npz,
+run.json, metrics.json, table.md and figure.png (as ``experiments.run``),
+ablations.md (the ablation table and paired differences with 95% CIs),
+ablation.png (the paper's ablation figure: accuracy over the seen tasks,
+Task-1 accuracy and gain of NGM-SGD against the constant gains) and
+ablation_variants.png (every variant, grouped). On two busy CPU cores a
+Split MNIST variant takes 2-4 min for five seeds, a Rotated MNIST one 3-6 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from experiments import configs
+from ngm_jax import analysis, plots_analysis, results
+from ngm_jax.benchmarks import model_setup
+from ngm_jax.data import DataUnavailableError
+from ngm_jax.experiment import report, run_benchmark
+from ngm_jax.streams import load_benchmark, subsample_test
+from ngm_jax.train import TrainConfig, curve_iterations, task1_eval_size
+
+#: Task-1 evaluation size per benchmark, as in the main runs (None: all).
+TASK1_LIMIT = {"rotated_mnist": 2000}
+#: Columns of the variants figure: {title: labels}.
+GROUPS = {
+    "step size vs reparameterisation": ("ngm_sgd", "entropy_lr_sgd", "g0_sgd_mean", "sgd"),
+    "momentum SGD": ("ngm_sgd", "msgd", "msgd_reset", "ngm_msgd"),
+    "Adam": ("ngm_sgd", "adam", "adam_reset", "ngm_adam"),
+}
+_OVERRIDES = {"iterations_per_task": int, "batch_size": int, "eval_every": int,
+              "task_eval_every": int}
+
+
+def _variants(text: str) -> tuple[str, ...]:
+  names = tuple(n.strip() for n in text.split(",") if n.strip())
+  unknown = [n for n in names if n not in analysis.ABLATIONS]
+  if unknown or not names:
+    raise argparse.ArgumentTypeError(
+        f"unknown variant(s) {unknown or text!r}; choose from"
+        f" {', '.join(analysis.ABLATIONS)} (comma-separated).")
+  return names
+
+
+def _limit(text: str) -> int:
+  """``--eval-task1-limit``: an integer >= 1, or 0 for 'all' (None: not given)."""
+  if text.lower() == "all":
+    return 0
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(
+        f"--eval-task1-limit {text!r}: an integer >= 1, or 'all'.")
+  return value
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python experiments/ablations.py", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--benchmark", default=None,
+                      help=f"one of: {', '.join(configs.available())} (meant for split_mnist, rotated_mnist)")
+  parser.add_argument("--remake", default=None, metavar="DIR",
+                      help="re-make tables and figures from the curves saved in DIR; trains nothing")
+  parser.add_argument("--data-dir", default=None,
+                      help="folder with the dataset's standard files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
+  parser.add_argument("--out", default=None,
+                      help="output folder (default: docs/analysis/ablations_<benchmark>)")
+  parser.add_argument("--reuse", nargs="+", default=(), metavar="DIR",
+                      help="saved run folders whose identical variants are reused instead of trained")
+  parser.add_argument("--variants", type=_variants, default=tuple(analysis.ABLATIONS),
+                      help=f"comma-separated subset (default all: {','.join(analysis.ABLATIONS)})")
+  parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the config's, 5)")
+  parser.add_argument("--eval-task1-limit", type=_limit, default=None, metavar="N",
+                      help="evaluate Task 1 on its first N test images, or 'all'"
+                           f" (default: {TASK1_LIMIT} per benchmark, else all)")
+  for flag, kind in _OVERRIDES.items():
+    parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
+                        help=f"override the config's {flag}")
+  parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
+  parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+  return parser
+
+
+def _load_source(folder: str) -> tuple[dict, dict, dict]:
+  path = Path(folder)
+  if not (path / "run.json").exists() or not (path / "curves.npz").exists():
+    raise ValueError(f"--reuse {folder}: holds no saved run (needs run.json and curves.npz).")
+  meta = results.read_json(path / "run.json")
+  curves, iterations = results.load_curves(path / "curves.npz")
+  return meta, curves, iterations
+
+
+def _find(sources, optimizer: str, config: TrainConfig, protocol, iterations, num_seeds):
+  """``(curves, source description, reason)`` of the first identical saved variant."""
+  reasons = []
+  for folder, (meta, curves, its) in sources.items():
+    label, reason = analysis.find_reusable(meta, optimizer, config, protocol)
+    if label is not None and label not in curves:
+      label, reason = None, f"{label} not finished (no curves yet)"
+    if label is not None:
+      same_axes = all(np.array_equal(its.get(k), v) for k, v in iterations.items())
+      if not same_axes or curves[label]["task1_acc"].shape[0] != num_seeds:
+        label, reason = None, f"{label}: curves of another shape"
+    if label is not None:
+      finished = "" if "wall_s" in meta else "; that run was still in progress"
+      return curves[label], f"reused: {folder} ({label}{finished})", ""
+    reasons.append(f"{folder}: {reason}")
+  return None, "", "; ".join(reasons)
+
+
+def _train(stream, variants, config, num_seeds, out, setup, args, extra_meta):
+  run_benchmark(stream, variants, config, num_seeds, out, setup=setup,
+                show_progress=not args.no_progress, overwrite=args.overwrite,
+                extra_meta=extra_meta)
+  curves, _ = results.load_curves(Path(out) / "curves.npz")
+  timings = results.read_json(Path(out) / "run.json")["timings"]
+  return curves, timings
+
+
+def run(args: argparse.Namespace) -> Path:
+  start = time.perf_counter()
+  if args.benchmark is None:
+    raise ValueError("give --benchmark (to train) or --remake DIR (to re-make outputs).")
+  config = configs.get_config(args.benchmark)
+  num_seeds = config.seeds if args.seeds is None else args.seeds
+  if num_seeds < 1:
+    raise ValueError(f"--seeds {num_seeds}: need at least 1 seed.")
+  limit = (TASK1_LIMIT.get(args.benchmark) if args.eval_task1_limit is None
+           else args.eval_task1_limit or None)
+  overrides = {f: getattr(args, f) for f in _OVERRIDES if getattr(args, f) is not None}
+  train_config = dataclasses.replace(config.train, **overrides, eval_task1_limit=limit)
+  out = Path(args.out or f"docs/analysis/ablations_{args.benchmark}")
+  if (out / "curves.npz").exists() and not args.overwrite:
+    raise ValueError(f"{out} already holds ablations; pass --overwrite or choose another --out.")
+  sources = {folder: _load_source(folder) for folder in args.reuse}
+  labels = list(args.variants)
+  if "g0_sgd_mean" in labels and "ngm_sgd" not in labels:
+    labels.insert(0, "ngm_sgd")
+    print("note: g0_sgd_mean needs NGM-SGD's time-averaged gain; adding ngm_sgd.")
+  labels = [l for l in analysis.ABLATIONS if l in labels]
+
+  print(f"Loading {args.benchmark} ...", flush=True)
+  stream = load_benchmark(args.benchmark, args.data_dir, **config.options)
+  subset = config.test_subset_per_task
+  if subset:
+    stream = subsample_test(stream, subset)
+  setup = model_setup(stream, augment=config.augment)
+  protocol = {
+      "benchmark": stream.name, "seeds": list(range(num_seeds)),
+      "task1_eval_size": task1_eval_size(stream, train_config),
+      "benchmark_options": dict(config.options), "test_subset_per_task": subset,
+      "model": type(setup.model).__name__, "augment": config.augment,
+  }
+  extra_meta = {"benchmark_options": dict(config.options), "test_subset_per_task": subset,
+                "test_subset_seed": 0 if subset else None}
+  iterations = curve_iterations(train_config, stream.num_tasks)
+  k, i = stream.num_tasks, train_config.iterations_per_task
+  print(f"{stream.name}: {num_seeds} seeds, {k} tasks x {i} iterations, Task-1 accuracy on"
+        f" {protocol['task1_eval_size']} of {int(stream.test_task_ends[0])} test images every"
+        f" {train_config.eval_every} iteration(s)")
+
+  curves: dict[str, dict] = {}
+  sources_of: dict[str, str] = {}
+  variants = analysis.ablation_variants(train_config, labels=[l for l in labels if l != "g0_sgd_mean"])
+  to_train = {}
+  for label, (name, cfg) in variants.items():
+    found, where, why = _find(sources, name, cfg, protocol, iterations, num_seeds)
+    if found is not None:
+      curves[label], sources_of[label] = found, where
+    else:
+      to_train[label] = (name, cfg)
+      sources_of[label] = "trained here"
+    print(f"  {label:<15} {where or 'train' + (f' (not reusable: {why})' if why else '')}")
+  timings = {}
+  if to_train:
+    print(f"Training {', '.join(to_train)} ({len(to_train)} variants x {num_seeds} seeds) ...",
+          flush=True)
+    trained, t = _train(stream, to_train, train_config, num_seeds, out / "trained", setup,
+                        args, extra_meta)
+    curves.update({l: trained[l] for l in to_train})
+    timings.update(t)
+
+  mean_gain = None
+  if "g0_sgd_mean" in labels:
+    mean_gain = analysis.time_averaged_gain(curves["ngm_sgd"]["gain"])
+    per_seed = ", ".join(f"{g:.4f}" for g in mean_gain.per_seed)
+    print(f"NGM-SGD time-averaged gain ḡ = {mean_gain.mean:.6f} (per seed: {per_seed};"
+          f" from ngm_sgd, {sources_of['ngm_sgd']})")
+    name, cfg = analysis.ablation_variants(train_config, mean_gain.mean, ["g0_sgd_mean"])["g0_sgd_mean"]
+    found, where, why = _find(sources, name, cfg, protocol, iterations, num_seeds)
+    print(f"  {'g0_sgd_mean':<15} {where or 'train' + (f' (not reusable: {why})' if why else '')}")
+    if found is not None:
+      curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = found, where
+    else:
+      trained, t = _train(stream, {"g0_sgd_mean": (name, cfg)}, train_config, num_seeds,
+                          out / "trained_mean_gain", setup, args, extra_meta)
+      curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = trained["g0_sgd_mean"], "trained here"
+      timings.update(t)
+    variants["g0_sgd_mean"] = (name, cfg)
+  curves = {l: curves[l] for l in labels}
+  variants = {l: variants[l] for l in labels}
+
+  out.mkdir(parents=True, exist_ok=True)
+  results.save_curves(out / "curves.npz", curves, iterations)
+  device = jax.devices()[0]
+  meta = {
+      "benchmark": stream.name,
+      "num_tasks": k,
+      "task_names": list(stream.task_names),
+      "train": dataclasses.asdict(train_config),
+      "optimizers": labels,
+      "variants": {l: {"optimizer": n, "train": dataclasses.asdict(c)}
+                   for l, (n, c) in variants.items()},
+      "seeds": protocol["seeds"],
+      "task1_eval_size": protocol["task1_eval_size"],
+      "task1_test_size": int(stream.test_task_ends[0]),
+      "test_sizes": stream.task_sizes("test").tolist(),
+      "train_size": int(stream.train_task_ends[-1]),
+      "num_classes": stream.num_classes,
+      "model": protocol["model"],
+      "augment": config.augment,
+      **extra_meta,
+      "sources": sources_of,
+      "timings": timings,
+      "device": f"{device.platform}: {device.device_kind}",
+      "jax_version": jax.__version__,
+      "python": platform.python_version(),
+      "command": " ".join(sys.argv),
+  }
+  if mean_gain is not None:
+    meta["mean_gain"] = {
+        "value": mean_gain.mean, "per_seed": mean_gain.per_seed.tolist(),
+        "stderr": mean_gain.stderr,
+        "definition": "NGM-SGD's gain after every iteration, averaged over all"
+                      f" {k * i} iterations and {num_seeds} seeds",
+        "from": sources_of["ngm_sgd"],
+    }
+  meta["wall_s"] = round(time.perf_counter() - start, 1)
+  results.write_json(out / "run.json", meta)
+  metrics = report(out)
+  _write_ablation_outputs(out, meta, metrics, curves, iterations, mean_gain)
+  return out
+
+
+def remake(out: str | Path) -> Path:
+  """Metrics, tables and figures again from ``out``'s curves.npz and run.json."""
+  out = Path(out)
+  if not (out / "run.json").exists() or not (out / "curves.npz").exists():
+    raise ValueError(f"--remake {out}: holds no saved ablations (needs run.json and curves.npz).")
+  meta = results.read_json(out / "run.json")
+  if "sources" not in meta:
+    raise ValueError(f"--remake {out}: its run.json was not written by this command.")
+  curves, iterations = results.load_curves(out / "curves.npz")
+  mean_gain = None
+  if "mean_gain" in meta:
+    m = meta["mean_gain"]
+    mean_gain = analysis.TimeAveragedGain(m["value"], np.asarray(m["per_seed"]), m["stderr"])
+  metrics = report(out)
+  _write_ablation_outputs(out, meta, metrics, curves, iterations, mean_gain)
+  return out
+
+
+def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, iterations,
+                            mean_gain) -> None:
+  k, i = meta["num_tasks"], meta["train"]["iterations_per_task"]
+  s = len(meta["seeds"])
+  train = meta["train"]
+  failed = {l: analysis.failed_seeds(c, meta.get("num_classes")) for l, c in curves.items()}
+  without_failed = {
+      l: results.compute_metrics({l: {n: v[~bad] for n, v in curves[l].items()}},
+                                 iterations, k, i)[l]
+      for l, bad in failed.items() if bad.any() and not bad.all()}
+  names = {}
+  if mean_gain is not None:
+    names["g0_sgd_mean"] = f"constant gain g0 = ḡ = {mean_gain.mean:.3f}"
+  notes = [
+      f"Protocol: the {meta['benchmark']} config (lr {train['learning_rate']:g}, γ"
+      f" {train['gamma']:g}, g0 {train['g0']:g}, η {train['eta']:g}, batch"
+      f" {train['batch_size']}); Task-1 accuracy every {train['eval_every']} iteration(s) on"
+      f" {meta['task1_eval_size']} of {meta['task1_test_size']} Task-1 test images;"
+      f" every task's accuracy every {train['task_eval_every']} iterations.",
+  ]
+  if mean_gain is not None:
+    per_seed = ", ".join(f"{g:.4f}" for g in mean_gain.per_seed)
+    notes.append(f"Constant gain at ḡ: ḡ = {mean_gain.mean:.4f}, NGM-SGD's gain averaged over"
+                 f" all {k * i} iterations and {s} seeds (per seed: {per_seed}), computed from"
+                 f" the ngm_sgd curves ({meta['mean_gain']['from']}).")
+  resets = [l for l in meta["optimizers"] if meta["variants"][l]["optimizer"].endswith("_reset")]
+  if resets:
+    notes.append(f"{', '.join(resets)} reset the optimizer state at every task boundary: the"
+                 " only place task identity is used (an oracle).")
+  if any(bad.any() for bad in failed.values()):
+    notes.append(
+        "Failed seeds: training loss non-finite (diverged), or over the last 10% of"
+        f" iterations no lower than 0.99·ln {meta.get('num_classes', 'C')} (a uniform guess)."
+        " A failed seed's Task-1 accuracy is flat at chance, so its SG is ~0: averages that"
+        " include failed seeds do not measure the gap. Rows marked ↳ use only the seeds"
+        " that did not fail; paired differences leave out seeds where either variant failed.")
+  reused = [l for l, src in meta["sources"].items() if src.startswith("reused")]
+  if reused:
+    notes.append("Curves reused (same optimizer, training config, seeds and evaluation,"
+                 " checked against the saved run.json): "
+                 + "; ".join(f"{l} ({meta['sources'][l][len('reused: '):]})" for l in reused)
+                 + ". Every other variant was trained for this table.")
+  text = "\n\n".join([
+      f"# Ablations on {meta['benchmark']}: {s} seeds, {k} tasks x {i} iterations",
+      "\n".join(f"- {n}" for n in notes),
+      f"**Task-1 metrics (%), mean ± standard error over {s} seeds** (each metric on each"
+      " seed's curve; avg-SG: lower is a smaller stability gap):",
+      analysis.ablation_table(metrics, meta["sources"], names, failed, without_failed).rstrip(),
+      "**Paired differences a − b over the same seeds, percentage points, mean"
+      " [95% CI: ± t(0.975, n − 1) × s.e. over the n seeds used]** (negative ΔavgSG: a has"
+      " the smaller gap):",
+      analysis.comparison_table(metrics, names=names, failed=failed).rstrip(),
+  ]) + "\n"
+  (out / "ablations.md").write_text(text)
+  results.write_json(out / "ablations.json", {
+      "failed_seeds": {l: bad.tolist() for l, bad in failed.items()},
+      "metrics_without_failed_seeds": without_failed,
+      "mean_gain": meta.get("mean_gain"),
+      "sources": meta["sources"],
+  })
+  title = f"{meta['benchmark']}: {s} seeds, mean ± s.e."
+  figures = {"ablation.png": {"NGM-SGD vs constant gain": ("ngm_sgd", "g0_sgd_mean", "g0_sgd_1")},
+             "ablation_variants.png": GROUPS}
+  for name, groups in figures.items():
+    if any(l in curves for ls in groups.values() for l in ls):
+      plots_analysis.plot_ablation(curves, iterations, k, i, groups, names=names, title=title,
+                                   path=out / name, failed=failed)
+  print(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  try:
+    out = remake(args.remake) if args.remake else run(args)
+  except (ValueError, DataUnavailableError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"Wrote {out}/: ablations.md, ablations.json, ablation.png, ablation_variants.png,"
+        " table.md, figure.png, metrics.json, curves.npz, run.json")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
