@@ -19,31 +19,22 @@ optimizers x five seeds take about 15 minutes on two busy CPU cores.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # pylint: disable=g-import-not-at-top
-import numpy as np
-from tqdm import tqdm
 
 from experiments import configs
-from ngm_jax import results
 from ngm_jax.benchmarks import ModelSetup, model_setup
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.experiment import default_execution, report
-from ngm_jax.optimizers import OPTIMIZER_NAMES, training_options
+from ngm_jax.experiment import report, run_benchmark
+from ngm_jax.optimizers import OPTIMIZER_NAMES
 from ngm_jax.replay import replay_sampler
-from ngm_jax.streams import TaskStream, check_fits, load_benchmark, subsample_test
-from ngm_jax.train import (TrainConfig, curve_iterations, make_train_parts, seed_keys,
-                           task1_eval_size, train_seeds)
+from ngm_jax.streams import TaskStream, load_benchmark, subsample_test
+from ngm_jax.train import TrainConfig
 
 # CLI flag → TrainConfig field.
 _TRAIN_FLAGS = {
@@ -96,32 +87,15 @@ def run_replay(
     ValueError: bad seeds or ``per_class``, an unknown optimizer, or an
       existing run without ``overwrite``.
   """
-  if num_seeds < 1:
-    raise ValueError(f"--seeds {num_seeds}: need at least 1 seed.")
-  out = Path(out)
-  if (out / "curves.npz").exists() and not overwrite:
-    raise ValueError(f"{out} already holds a run; pass --overwrite or choose another --out.")
+  if per_class < 1:
+    raise ValueError(f"--per-class {per_class}: need at least 1 slot per class.")
   setup = setup or model_setup(stream)
   sampler = replay_sampler(stream, train_config.batch_size,
                            train_config.iterations_per_task, per_class)
-  for name in optimizers:  # fail before any training
-    train_config.optimizer(name, setup.gain_mask)
-  check_fits(stream)
-  loop, seed_axis = default_execution(jax.default_backend(), setup.convolutional)
-  out.mkdir(parents=True, exist_ok=True)
-
   batch = train_config.batch_size
-  total = stream.num_tasks * train_config.iterations_per_task
-  seeds = list(range(num_seeds))
-  keys = seed_keys(seeds)
-  device = jax.devices()[0]
   meta = {
       "benchmark": f"{stream.name} with replay ({per_class} per class)",
       "stream": stream.name,
-      "num_tasks": stream.num_tasks,
-      "task_names": list(stream.task_names),
-      "train": dataclasses.asdict(train_config),
-      "optimizers": list(optimizers),
       "sampler": {
           "kind": "replay",
           "per_class": per_class,
@@ -133,52 +107,11 @@ def run_replay(
                   " entries of earlier tasks, and from the current task while there are"
                   " none (all of task 1)",
       },
-      "seeds": seeds,
-      "task1_eval_size": task1_eval_size(stream, train_config),
-      "task1_test_size": int(stream.test_task_ends[0]),
-      "test_sizes": stream.task_sizes("test").tolist(),
-      "train_size": int(stream.train_task_ends[-1]),
-      "model": type(setup.model).__name__,
-      "augment": setup.augment is not None,
-      "loop": loop,
-      "seed_axis": seed_axis,
-      "device": f"{device.platform}: {device.device_kind}",
-      "jax_version": jax.__version__,
-      "python": platform.python_version(),
-      "command": " ".join(sys.argv),
       **(extra_meta or {}),
-      "timings": {},
   }
-  results.write_json(out / "run.json", meta)
-  iterations = curve_iterations(train_config, stream.num_tasks)
-  all_curves: dict[str, dict[str, np.ndarray]] = {}
-  wall_start = time.perf_counter()
-  with open(out / "log.jsonl", "a") as log:
-    for n, name in enumerate(optimizers, 1):
-      parts = make_train_parts(stream, name, train_config, **setup.kwargs(),
-                               **training_options(name), sampler=sampler,
-                               unroll=(loop == "chunked"))
-      bar = tqdm(total=total, desc=f"[{n}/{len(optimizers)}] {name} x{num_seeds} seeds",
-                 unit="it", disable=not show_progress)
-      curves, timing = train_seeds(
-          parts, keys, loop=loop, seed_axis=seed_axis,
-          progress=lambda step: bar.update(int(np.max(step)) - bar.n))
-      bar.close()
-      all_curves[name] = curves
-      results.save_curves(out / "curves.npz", all_curves, iterations)
-      timing = {"compile_s": round(timing["compile_s"], 2),
-                "run_s": round(timing["run_s"], 2),
-                "iterations_per_s": round(total / timing["run_s"], 2)}
-      meta["timings"][name] = timing
-      results.write_json(out / "run.json", meta)
-      log.write(json.dumps({"optimizer": name, **timing}) + "\n")
-      log.flush()
-      print(f"  {name}: compile {timing['compile_s']} s, run {timing['run_s']} s "
-            f"({num_seeds} seeds x {total} iterations)", flush=True)
-  meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
-  results.write_json(out / "run.json", meta)
-  report(out)
-  return out
+  return run_benchmark(stream, optimizers, train_config, num_seeds, out, setup=setup,
+                       sampler=sampler, show_progress=show_progress, overwrite=overwrite,
+                       extra_meta=meta)
 
 
 def _optimizers(text: str) -> tuple[str, ...]:
