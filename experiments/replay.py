@@ -19,6 +19,7 @@ optimizers x five seeds take about 15 minutes on two busy CPU cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
