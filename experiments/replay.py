@@ -13,7 +13,7 @@ g0 1, η 0.4, Task 1 evaluated on all its test images every iteration).
 Writes ``OUT/``: curves.npz, run.json, log.jsonl, and, through
 :func:`ngm_jax.experiment.report`, metrics.json, table.md and figure.png;
 ``python -m experiments.run report OUT`` re-makes the last three. Five
-optimizers x five seeds take about 15 minutes on two busy CPU cores.
+optimizers x five seeds took 19 minutes on two busy CPU cores.
 """
 
 from __future__ import annotations

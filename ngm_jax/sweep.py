@@ -1,0 +1,215 @@
+"""Sensitivity of NGM-SGD to η and γ: a whole grid × seeds as one program.
+
+:func:`make_sweep` builds ``sweep_fn(etas [E], gammas [G], keys [S]) ->
+curves [E, G, S, ...]``: NGM-SGD is built with ``optax.inject_hyperparams``,
+so η and γ are values in the optimizer state, and the run of
+:func:`ngm_jax.train.make_train` is ``vmap``-ped three times, over seeds,
+over γ and over η. Compiled once, it trains every (η, γ, seed) together.
+:func:`sweep` compiles and runs it; :func:`separate_runs` runs settings one
+program each (the Python loop the sweep replaces), for timing and checks;
+:func:`grid_metrics` reduces the curves to avg-SG, avg-ACC, ... grids, mean
+± standard error over seeds (:mod:`ngm_jax.metrics`).
+
+The gain starts at g0 in every run (g0 and the learning rate are not swept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import optax
+
+from ngm_jax.benchmarks import ModelSetup, model_setup
+from ngm_jax.gain import ngm_sgd
+from ngm_jax.metrics import TABLE_METRICS, mean_and_stderr, task1_metrics
+from ngm_jax.streams import Sampler, TaskStream
+from ngm_jax.train import TrainConfig, make_train, make_train_parts, seed_keys, train_seeds
+
+__all__ = [
+    "check_grid",
+    "make_sweep",
+    "sweep",
+    "separate_runs",
+    "grid_metrics",
+]
+
+
+def check_grid(etas: Sequence[float], gammas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+  """The grid as float32 arrays ``[E]``, ``[G]``, after checking it.
+
+  Raises:
+    ValueError: an empty axis, a repeated value, or a value outside its range
+      (η finite and ``>= 0``; γ in ``[0, 1)``), naming the value.
+  """
+  checks = (("eta", etas, lambda v: v >= 0.0, "[0, inf)"),
+            ("gamma", gammas, lambda v: 0.0 <= v < 1.0, "[0, 1)"))
+  out = []
+  for name, values, ok, allowed in checks:
+    values = [float(v) for v in values]
+    if not values:
+      raise ValueError(f"sweep: no {name} values given; give at least one in {allowed}.")
+    for v in values:
+      if not math.isfinite(v) or not ok(v):
+        raise ValueError(f"sweep: {name}={v!r} is not allowed; {name} must be a finite"
+                         f" number in {allowed}.")
+    if len(set(values)) != len(values):
+      raise ValueError(f"sweep: repeated {name} values in {values}.")
+    out.append(np.asarray(values, np.float32))
+  return out[0], out[1]
+
+
+def make_sweep(
+    stream: TaskStream,
+    config: TrainConfig,
+    *,
+    setup: ModelSetup | None = None,
+    sampler: Sampler | None = None,
+) -> Callable[[jax.Array, jax.Array, jax.Array], dict[str, jax.Array]]:
+  """``sweep_fn(etas, gammas, keys) -> curves``, pure; ``jax.jit`` it.
+
+  Args:
+    stream: the benchmark.
+    config: the training config; its learning rate and g0 hold for every
+      run, its η and γ only initialise the state before they are replaced.
+    setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
+    sampler: the training rows each step draws (default joint training).
+
+  Returns:
+    A function of ``etas`` float32 ``[E]`` (η), ``gammas`` float32 ``[G]``
+    (γ) and PRNG ``keys`` ``[S]`` returning the curves of
+    :func:`ngm_jax.train.make_train` with leading axes ``[E, G, S]``; run
+    ``(i, j, s)`` is NGM-SGD with ``η = etas[i]``, ``γ = gammas[j]``, seed key
+    ``keys[s]``.
+  """
+  setup = setup or model_setup(stream)
+  tx = optax.inject_hyperparams(ngm_sgd)(
+      learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0, eta=config.eta)
+  train = make_train(stream, tx, config, sampler=sampler, **setup.kwargs())
+
+  def one(eta, gamma, key):
+    return train(key, {"eta": eta, "gamma": gamma})
+
+  over_seeds = jax.vmap(one, in_axes=(None, None, 0))
+  over_gammas = jax.vmap(over_seeds, in_axes=(None, 0, None))
+  return jax.vmap(over_gammas, in_axes=(0, None, None))
+
+
+def sweep(
+    stream: TaskStream,
+    config: TrainConfig,
+    etas: Sequence[float],
+    gammas: Sequence[float],
+    num_seeds: int,
+    *,
+    setup: ModelSetup | None = None,
+    sampler: Sampler | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+  """Trains NGM-SGD on every (η, γ) and seed ``0..num_seeds-1``, as one program.
+
+  Args:
+    stream, config, setup, sampler: see :func:`make_sweep`.
+    etas: η values, ``>= 0``.
+    gammas: γ values, in ``[0, 1)``.
+    num_seeds: seeds; seed ``s`` uses ``jax.random.key(s)`` as everywhere.
+
+  Returns:
+    ``(curves, timings)``: NumPy curves ``[E, G, S, ...]`` (names as in
+    :func:`ngm_jax.train.make_train`) and ``{"compile_s", "run_s",
+    "wall_s"}`` in seconds (``wall_s`` also counts building the program).
+
+  Raises:
+    ValueError: a bad grid (:func:`check_grid`) or fewer than one seed.
+  """
+  etas, gammas = check_grid(etas, gammas)
+  if num_seeds < 1:
+    raise ValueError(f"sweep: num_seeds={num_seeds!r}; need at least 1 seed.")
+  t0 = time.perf_counter()
+  keys = seed_keys(num_seeds)
+  fn = make_sweep(stream, config, setup=setup, sampler=sampler)
+  compiled = jax.jit(fn).lower(etas, gammas, keys).compile()
+  t1 = time.perf_counter()
+  curves = jax.device_get(jax.block_until_ready(compiled(etas, gammas, keys)))
+  t2 = time.perf_counter()
+  return curves, {"compile_s": t1 - t0, "run_s": t2 - t1, "wall_s": t2 - t0}
+
+
+def separate_runs(
+    stream: TaskStream,
+    config: TrainConfig,
+    settings: Sequence[tuple[float, float]],
+    num_seeds: int,
+    *,
+    setup: ModelSetup | None = None,
+    sampler: Sampler | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
+  """Each ``(η, γ)`` of ``settings`` as its own compiled, seed-vmapped run.
+
+  Every setting builds ``ngm_sgd`` with its η and γ (no injected
+  hyperparameters), then :func:`ngm_jax.train.make_train_parts` and
+  :func:`ngm_jax.train.train_seeds` (one scan, seeds vmapped): what one would
+  do in a Python loop over the grid.
+
+  Returns:
+    ``(curves, timings)``, one entry per setting: curves ``[S, ...]``, and
+    ``{"eta", "gamma", "compile_s", "run_s", "wall_s"}`` (``wall_s`` also
+    counts building the run).
+  """
+  setup = setup or model_setup(stream)
+  keys = seed_keys(num_seeds)
+  all_curves, timings = [], []
+  for i, (eta, gamma) in enumerate(settings):
+    check_grid([eta], [gamma])
+    t0 = time.perf_counter()
+    run_config = dataclasses.replace(config, eta=float(eta), gamma=float(gamma))
+    parts = make_train_parts(stream, "ngm_sgd", run_config, sampler=sampler,
+                             **setup.kwargs())
+    curves, timing = train_seeds(parts, keys)
+    timing = {"eta": float(eta), "gamma": float(gamma), **timing,
+              "wall_s": time.perf_counter() - t0}
+    all_curves.append(curves)
+    timings.append(timing)
+    if callback is not None:
+      callback(i, timing)
+  return all_curves, timings
+
+
+def grid_metrics(
+    task1_acc: Any,
+    num_tasks: int,
+    metrics: Sequence[str] = TABLE_METRICS,
+) -> dict[str, dict[str, np.ndarray]]:
+  """The paper's Task-1 metrics on a grid, mean ± standard error over seeds.
+
+  Args:
+    task1_acc: Task-1 accuracy curves ``[E, G, S, K·P]`` (fractions), e.g.
+      ``curves["task1_acc"]`` of :func:`sweep`; any leading axes work, the
+      seed axis is the second to last.
+    num_tasks: K.
+    metrics: names from :func:`ngm_jax.metrics.task1_metrics` with one value
+      per run (default avg-ACC, avg-min-ACC, WC-ACC, avg-SG).
+
+  Returns:
+    ``{metric: {"per_seed": [E, G, S], "mean": [E, G], "stderr": [E, G]}}``
+    as float64 fractions (NaN where undefined, e.g. the standard error of
+    one seed).
+
+  Raises:
+    ValueError: an unknown metric name (the message lists the known ones).
+  """
+  values = task1_metrics(np.asarray(task1_acc, np.float64), num_tasks)
+  known = [k for k, v in values.items() if v.ndim == np.ndim(task1_acc) - 1]
+  unknown = [m for m in metrics if m not in known]
+  if unknown:
+    raise ValueError(f"grid_metrics: unknown metric(s) {unknown}; choose from"
+                     f" {', '.join(known)}.")
+  out = {}
+  for name in metrics:
+    mean, se = mean_and_stderr(values[name], axis=-1)
+    out[name] = {"per_seed": values[name], "mean": mean, "stderr": se}
+  return out
