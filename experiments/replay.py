@@ -37,19 +37,7 @@ from ngm_jax.replay import replay_sampler
 from ngm_jax.streams import TaskStream, load_benchmark, subsample_test
 from ngm_jax.train import TrainConfig
 
-# CLI flag → TrainConfig field.
-_TRAIN_FLAGS = {
-    "iterations_per_task": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "gamma": float,
-    "g0": float,
-    "eta": float,
-    "const_gain": float,
-    "eval_every": int,
-    "task_eval_every": int,
-    "eval_task1_limit": int,
-}
+from experiments.run import _TRAIN_FLAGS  # CLI flag → TrainConfig field, shared
 
 
 def run_replay(
