@@ -302,10 +302,7 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
   s = len(meta["seeds"])
   train = meta["train"]
   failed = {l: analysis.failed_seeds(c, meta.get("num_classes")) for l, c in curves.items()}
-  without_failed = {
-      l: results.compute_metrics({l: {n: v[~bad] for n, v in curves[l].items()}},
-                                 iterations, k, i)[l]
-      for l, bad in failed.items() if bad.any() and not bad.all()}
+  without_failed = results.metrics_of_kept_seeds(curves, failed, iterations, k, i)
   names = {}
   if mean_gain is not None:
     names["g0_sgd_mean"] = f"constant gain g0 = ḡ = {mean_gain.mean:.3f}"

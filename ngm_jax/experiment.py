@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ngm_jax import plots, results
+from ngm_jax import analysis, plots, results
 from ngm_jax.benchmarks import ModelSetup, model_setup
 from ngm_jax.optimizers import training_options
 from ngm_jax.streams import Sampler, TaskStream, check_fits
@@ -141,6 +141,7 @@ def run_benchmark(
       "task1_test_size": int(stream.test_task_ends[0]),
       "test_sizes": stream.task_sizes("test").tolist(),
       "train_size": int(stream.train_task_ends[-1]),
+      "num_classes": stream.num_classes,
       "model": type(setup.model).__name__,
       "augment": setup.augment is not None,
       "loop": loop,
@@ -212,12 +213,43 @@ def report(out: str | Path) -> dict:
   if resets:
     notes.append(f"{', '.join(resets)} reset the optimizer state at every task"
                  " boundary: the only place task identity is used (an oracle).")
+  failed, note = _failed_seeds(curves, meta.get("num_classes"))
+  results.write_json(out / "failed_seeds.json", {opt: bad.tolist() for opt, bad in failed.items()})
+  notes += [note] if note else []
   header = (f"# {meta['benchmark']}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
             + "\n".join(notes) + "\n\n")
-  (out / "table.md").write_text(header + results.metrics_table(metrics, num_seeds))
+  without_failed = results.metrics_of_kept_seeds(curves, failed, iterations, k, i)
+  (out / "table.md").write_text(
+      header + results.metrics_table(metrics, num_seeds, failed, without_failed))
   plots.plot_stability_gap(
       curves, iterations, k, i,
       title=f"{meta['benchmark']} ({num_seeds} seeds, mean ± s.e.)",
       path=out / "figure.png",
+      failed=failed,
   )
   return metrics
+
+
+def _failed_seeds(curves, num_classes):
+  """``({optimizer: [S] bool}, a note for the table or None)``; warns on stdout.
+
+  ``num_classes`` None (runs saved before it was recorded): only divergence
+  is checked.
+  """
+  failed = {opt: analysis.failed_seeds(c, num_classes) for opt, c in curves.items()}
+  for opt, bad in failed.items():
+    if bad.any():
+      print(f"  warning: {opt}: {int(bad.sum())}/{bad.size} seeds failed"
+            f" (seed index {', '.join(map(str, np.flatnonzero(bad)))})", flush=True)
+  if any(bad.any() for bad in failed.values()):
+    collapse = (f", or over the last 10% of iterations no lower than 0.99·ln {num_classes}"
+                " nats (no better than a uniform guess: collapsed)" if num_classes else "")
+    return failed, (
+        f"Failed seeds: training loss non-finite (diverged){collapse}. A failed seed's"
+        " Task-1 accuracy is flat, so its SG is ~0: averages that include it do not measure"
+        " a gap. Rows marked ↳ use only the seeds that did not fail; the figure leaves out"
+        " diverged seeds and counts failed ones in its legend.")
+  if num_classes is None:
+    return failed, ("No seed diverged (this run.json predates num_classes, so collapse to a"
+                    " uniform guess was not checked).")
+  return failed, None

@@ -48,6 +48,7 @@ def plot_stability_gap(
     title: str = "",
     path: str | os.PathLike | None = None,
     optimizers: Sequence[str] | None = None,
+    failed: Mapping[str, np.ndarray] | None = None,
 ):
   """The paper's Figure 3 for one benchmark: three rows against iteration.
 
@@ -56,7 +57,9 @@ def plot_stability_gap(
   minimum below the zoomed axis); middle, Task-1 test loss; bottom, the gain (optimizers
   without a gain, whose gain is identically 1, are left out of this row).
   Lines are the mean over seeds, bands ± one standard error; dotted vertical
-  lines mark task boundaries.
+  lines mark task boundaries. Seeds whose training loss became non-finite
+  (diverged) are left out of the mean, and the legend counts the ``failed``
+  seeds of an optimizer.
 
   Args:
     curves: ``{optimizer: {"task1_acc", "task1_loss", "gain": [seed, ...]}}``.
@@ -65,6 +68,8 @@ def plot_stability_gap(
     title: figure title.
     path: if given, the figure is saved there (PNG at 150 dpi) and closed.
     optimizers: which optimizers to draw, in order (default: all).
+    failed: ``{optimizer: [S] bool}``, failed seeds
+      (:func:`ngm_jax.analysis.failed_seeds`), counted in the legend.
 
   Returns:
     The matplotlib figure (``None`` when saved to ``path``).
@@ -75,10 +80,19 @@ def plot_stability_gap(
   )
   x_eval, x_step = iterations["task1"], iterations["step"]
   settled_values, minima = [], []
+  failed = failed or {}
   for opt in optimizers:
     c = curves[opt]
     colour = COLOURS.get(opt)
     label = LABELS.get(opt, opt)
+    if "train_loss" in c:  # a diverged seed would turn the mean into NaN
+      finite = np.all(np.isfinite(np.asarray(c["train_loss"], np.float64)), axis=1)
+      if not finite.any():
+        continue
+      c = {name: np.asarray(v)[finite] for name, v in c.items()}
+      bad = int(np.sum(failed.get(opt, 0)))
+      if bad:
+        label += f" ({bad}/{finite.size} seeds failed; mean of {int(finite.sum())})"
     acc = 100 * np.asarray(c["task1_acc"], np.float64)
     mean, se = _band(ax_acc, x_eval, acc, colour, label)
     # A dot at each later task's minimum of the mean curve.
@@ -97,7 +111,8 @@ def plot_stability_gap(
   # Zoom on the dips: the y-axis starts just below the 1st percentile of the
   # settled curves, so a brief collapse (MSGD's, say) does not flatten every
   # other curve; minima below the axis are drawn on its edge with their value.
-  bottom = max(0.0, float(np.percentile(np.concatenate(settled_values), 1)) - 3.0)
+  settled = np.concatenate(settled_values) if settled_values else np.zeros(1)
+  bottom = max(0.0, float(np.percentile(settled, 1)) - 3.0)
   ax_acc.set_ylim(bottom, 100.5)
   for x, y, colour, row in minima:
     if y >= bottom:

@@ -27,6 +27,7 @@ __all__ = [
     "write_json",
     "read_json",
     "compute_metrics",
+    "metrics_of_kept_seeds",
     "metrics_table",
 ]
 
@@ -100,26 +101,77 @@ def compute_metrics(
   }
 
 
+def metrics_of_kept_seeds(
+    curves: Mapping[str, Mapping[str, np.ndarray]],
+    failed: Mapping[str, Any],
+    iterations: Mapping[str, np.ndarray],
+    num_tasks: int,
+    iterations_per_task: int,
+) -> dict[str, dict]:
+  """:func:`compute_metrics` over the seeds that did not fail, for every
+  optimizer where some, but not all, seeds failed.
+
+  Args:
+    curves: ``{optimizer: {curve: [S, ...]}}``.
+    failed: ``{optimizer: [S] bool}`` (:func:`ngm_jax.analysis.failed_seeds`).
+    iterations, num_tasks, iterations_per_task: as for :func:`compute_metrics`.
+  """
+  out = {}
+  for opt, bad in failed.items():
+    bad = np.asarray(bad, bool)
+    if bad.any() and not bad.all():
+      kept = {name: np.asarray(v)[~bad] for name, v in curves[opt].items()}
+      out[opt] = compute_metrics({opt: kept}, iterations, num_tasks, iterations_per_task)[opt]
+  return out
+
+
 def _fmt(entry: Mapping[str, Any], key: str) -> str:
   value = entry[key]
   return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-def metrics_table(metrics: Mapping[str, Mapping[str, Any]], num_seeds: int) -> str:
+def metrics_table(
+    metrics: Mapping[str, Mapping[str, Any]],
+    num_seeds: int,
+    failed: Mapping[str, Any] | None = None,
+    without_failed: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
   """Markdown tables in the form of the paper's Table 1, plus De Lange et al.'s
   per-task metrics.
 
   Values are percentages. The first table is mean ± standard error over
   seeds (each metric computed per seed); the second computes each metric
   once on the seed-averaged Task-1 curve, as the paper's scripts did.
+
+  Args:
+    metrics: ``{optimizer: metrics}`` from :func:`compute_metrics`.
+    num_seeds: S, for the captions.
+    failed: ``{optimizer: [S] bool}``, the seeds whose training failed
+      (:func:`ngm_jax.analysis.failed_seeds`); adds a "failed seeds" column
+      to the first table, which names them.
+    without_failed: ``{optimizer: metrics}`` over the seeds that did not
+      fail; each adds a row "↳ ..." under its optimizer's in the first table.
   """
-  def table(columns, cell):
-    head = "| optimizer | " + " | ".join(_METRIC_LABELS[c] for c in columns) + " |"
-    rule = "|---|" + "---:|" * len(columns)
-    rows = [
-        f"| {opt} | " + " | ".join(cell(m[c]) for c in columns) + " |"
-        for opt, m in metrics.items()
-    ]
+  failed, without_failed = failed or {}, without_failed or {}
+
+  def failed_cell(opt):
+    bad = np.flatnonzero(np.asarray(failed.get(opt, []), bool))
+    return f"{bad.size}/{num_seeds}" + (f" (seed index {', '.join(map(str, bad))})"
+                                       if bad.size else "")
+
+  def table(columns, cell, flag=False):
+    flag = flag and bool(failed)
+    head = ("| optimizer | " + " | ".join(_METRIC_LABELS[c] for c in columns)
+            + (" | failed seeds" if flag else "") + " |")
+    rule = "|---|" + "---:|" * len(columns) + ("---:|" if flag else "")
+    rows = []
+    for opt, m in metrics.items():
+      rows.append(f"| {opt} | " + " | ".join(cell(m[c]) for c in columns)
+                  + (f" | {failed_cell(opt)}" if flag else "") + " |")
+      if flag and opt in without_failed:
+        kept = num_seeds - int(np.sum(failed[opt]))
+        rows.append(f"| ↳ {opt}, the {kept} seeds that did not fail | "
+                    + " | ".join(cell(without_failed[opt][c]) for c in columns) + " | 0 |")
     return "\n".join([head, rule, *rows])
 
   mean_se = lambda e: f"{_fmt(e, 'mean')} ± {_fmt(e, 'stderr')}"
@@ -128,7 +180,7 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]], num_seeds: int) -> s
   return "\n\n".join([
       f"**Task-1 metrics, mean ± standard error over {num_seeds} seeds** (each"
       " metric computed on each seed's curve, then averaged):",
-      table(TABLE_METRICS, mean_se),
+      table(TABLE_METRICS, mean_se, flag=True),
       "**Task-1 metrics of the seed-averaged curve** (the curve averaged over"
       " seeds first, then each metric computed once, as the paper's scripts"
       " did; dips at different iterations in different seeds partly cancel,"

@@ -59,6 +59,31 @@ def test_report_remakes_from_saved_curves(run_dir):
   assert (out / "figure.png").exists() and (out / "table.md").exists()
 
 
+def test_report_flags_a_diverged_seed(run_dir, tmp_path):
+  out, _ = run_dir
+  copy = tmp_path / "run"
+  copy.mkdir()
+  (copy / "run.json").write_text((out / "run.json").read_text())
+  curves, iterations = results.load_curves(out / "curves.npz")
+  before = (out / "table.md").read_text()
+  assert "| sgd |" in before and "0/2 |" in before and "↳" not in before  # none failed
+  for name in ("train_loss", "gain"):  # seed 1 of sgd diverges half way
+    curves["sgd"][name][1, 10:] = np.nan
+  results.save_curves(copy / "curves.npz", curves, iterations)
+  assert cli.main(["report", str(copy)]) == 0
+  table = (copy / "table.md").read_text()
+  assert "| sgd |" in table and "1/2 (seed index 1)" in table
+  assert "| ngm_sgd |" in table and "0/2 |" in table
+  assert "↳ sgd, the 1 seeds that did not fail" in table and "diverged" in table
+  assert json.loads((copy / "failed_seeds.json").read_text()) == {
+      "ngm_sgd": [False, False], "sgd": [False, True]}
+  fig = plot_stability_gap(curves, iterations, 5, 4,
+                           failed={"sgd": np.array([False, True])})
+  legend = [t.get_text() for t in fig.legends[0].get_texts()]
+  assert "SGD (1/2 seeds failed; mean of 1)" in legend
+  assert all(np.all(np.isfinite(line.get_ydata())) for line in fig.axes[0].lines)
+
+
 def test_refuses_to_overwrite_a_run(run_dir, capsys):
   out, data_dir = run_dir
   code = cli.main(["run", "--benchmark", "split_mnist", "--optimizers", "sgd", "--seeds", "1",
