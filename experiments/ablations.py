@@ -10,7 +10,11 @@ trains (:data:`ngm_jax.analysis.ABLATIONS`):
 - ``ngm_sgd``; the constant-gain ablation ``g0_sgd`` at g0 = 1 (``g0_sgd_1``)
   and at NGM-SGD's time-averaged gain ḡ (``g0_sgd_mean``; ḡ computed from the
   ``ngm_sgd`` curves of this run, :func:`ngm_jax.analysis.time_averaged_gain`);
-- ``entropy_lr_sgd``: NGM's step size lr·g² without ``W_eff = g·W``;
+- ``entropy_lr_sgd``: NGM's step-size rule lr·g² without ``W_eff = g·W``,
+  its gain following its own network's entropy;
+- ``replayed_lr_sgd``: NGM-SGD's exact step sizes lr·g(t)² without
+  ``W_eff = g·W``: each seed replays the gain its ``ngm_sgd`` run had
+  (:func:`ngm_jax.analysis.gain_schedule`, :func:`ngm_jax.gain.replayed_gain_sgd`);
 - ``msgd_reset``, ``adam_reset``: oracle optimizer-state resets at task
   boundaries (they use task identity);
 - ``ngm_msgd``, ``ngm_adam``: the gain on top of momentum SGD and Adam;
@@ -58,7 +62,8 @@ from ngm_jax.train import TrainConfig, curve_iterations, task1_eval_size
 TASK1_LIMIT = {"rotated_mnist": 2000}
 #: Columns of the variants figure: {title: labels}.
 GROUPS = {
-    "step size vs reparameterisation": ("ngm_sgd", "entropy_lr_sgd", "g0_sgd_mean", "sgd"),
+    "step size vs reparameterisation": ("ngm_sgd", "entropy_lr_sgd", "replayed_lr_sgd",
+                                        "g0_sgd_mean", "sgd"),
     "momentum SGD": ("ngm_sgd", "msgd", "msgd_reset", "ngm_msgd"),
     "Adam": ("ngm_sgd", "adam", "adam_reset", "ngm_adam"),
 }
@@ -144,10 +149,11 @@ def _find(sources, optimizer: str, config: TrainConfig, protocol, iterations, nu
   return None, "", "; ".join(reasons)
 
 
-def _train(stream, variants, config, num_seeds, out, setup, args, extra_meta):
+def _train(stream, variants, config, num_seeds, out, setup, args, extra_meta,
+           seed_hyperparams=None):
   run_benchmark(stream, variants, config, num_seeds, out, setup=setup,
                 show_progress=not args.no_progress, overwrite=args.overwrite,
-                extra_meta=extra_meta)
+                extra_meta=extra_meta, seed_hyperparams=seed_hyperparams)
   curves, _ = results.load_curves(Path(out) / "curves.npz")
   timings = results.read_json(Path(out) / "run.json")["timings"]
   return curves, timings
@@ -170,9 +176,10 @@ def run(args: argparse.Namespace) -> Path:
     raise ValueError(f"{out} already holds ablations; pass --overwrite or choose another --out.")
   sources = {folder: _load_source(folder) for folder in args.reuse}
   labels = list(args.variants)
-  if "g0_sgd_mean" in labels and "ngm_sgd" not in labels:
-    labels.insert(0, "ngm_sgd")
-    print("note: g0_sgd_mean needs NGM-SGD's time-averaged gain; adding ngm_sgd.")
+  for needs_ngm in ("g0_sgd_mean", "replayed_lr_sgd"):
+    if needs_ngm in labels and "ngm_sgd" not in labels:
+      labels.insert(0, "ngm_sgd")
+      print(f"note: {needs_ngm} needs NGM-SGD's gain curves; adding ngm_sgd.")
   labels = [l for l in analysis.ABLATIONS if l in labels]
 
   print(f"Loading {args.benchmark} ...", flush=True)
@@ -197,7 +204,9 @@ def run(args: argparse.Namespace) -> Path:
 
   curves: dict[str, dict] = {}
   sources_of: dict[str, str] = {}
-  variants = analysis.ablation_variants(train_config, labels=[l for l in labels if l != "g0_sgd_mean"])
+  after_ngm = ("g0_sgd_mean", "replayed_lr_sgd")  # built from the ngm_sgd curves
+  variants = analysis.ablation_variants(train_config,
+                                        labels=[l for l in labels if l not in after_ngm])
   to_train = {}
   for label, (name, cfg) in variants.items():
     found, where, why = _find(sources, name, cfg, protocol, iterations, num_seeds)
@@ -233,6 +242,19 @@ def run(args: argparse.Namespace) -> Path:
       curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = trained["g0_sgd_mean"], "trained here"
       timings.update(t)
     variants["g0_sgd_mean"] = (name, cfg)
+  if "replayed_lr_sgd" in labels:
+    # Never reused: its curves depend on the ngm_sgd curves it replays.
+    schedule = analysis.gain_schedule(curves["ngm_sgd"]["gain"], train_config.g0)
+    print(f"  {'replayed_lr_sgd':<15} train (replays each seed's ngm_sgd gain, from"
+          f" {sources_of['ngm_sgd']})")
+    variant = analysis.ablation_variants(train_config, labels=["replayed_lr_sgd"])
+    trained, t = _train(stream, variant, train_config, num_seeds, out / "trained_replayed",
+                        setup, args, extra_meta,
+                        seed_hyperparams={"replayed_lr_sgd": {"schedule": schedule}})
+    curves["replayed_lr_sgd"], sources_of["replayed_lr_sgd"] = (trained["replayed_lr_sgd"],
+                                                                "trained here")
+    timings.update(t)
+    variants.update(variant)
   curves = {l: curves[l] for l in labels}
   variants = {l: variants[l] for l in labels}
 
@@ -263,6 +285,13 @@ def run(args: argparse.Namespace) -> Path:
       "python": platform.python_version(),
       "command": " ".join(sys.argv),
   }
+  if "replayed_lr_sgd" in labels:
+    meta["seed_hyperparams"] = {"replayed_lr_sgd": {"schedule": [num_seeds, k * i]}}
+    meta["replayed_schedule"] = {
+        "definition": "each seed's NGM-SGD gain before every step: g0, then its gain after"
+                      " steps 1..T-1",
+        "from": sources_of["ngm_sgd"],
+    }
   if mean_gain is not None:
     meta["mean_gain"] = {
         "value": mean_gain.mean, "per_seed": mean_gain.per_seed.tolist(),
@@ -318,6 +347,11 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
     notes.append(f"Constant gain at ḡ: ḡ = {mean_gain.mean:.4f}, NGM-SGD's gain averaged over"
                  f" all {k * i} iterations and {s} seeds (per seed: {per_seed}), computed from"
                  f" the ngm_sgd curves ({meta['mean_gain']['from']}).")
+  if "replayed_schedule" in meta:
+    notes.append("NGM's lr·g² replayed (`replayed_lr_sgd`): each seed steps by lr·g(t)², g(t)"
+                 " the gain its own ngm_sgd run trained step t with"
+                 f" ({meta['replayed_schedule']['from']}), on the raw weights (no W_eff ="
+                 " g·W); the schedule does not react to this run.")
   resets = [l for l in meta["optimizers"] if meta["variants"][l]["optimizer"].endswith("_reset")]
   if resets:
     notes.append(f"{', '.join(resets)} reset the optimizer state at every task boundary: the"

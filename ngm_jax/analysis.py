@@ -37,6 +37,7 @@ from ngm_jax.train import TrainConfig
 __all__ = [
     "TimeAveragedGain",
     "time_averaged_gain",
+    "gain_schedule",
     "block_mean_gain",
     "seen_tasks_accuracy",
     "failed_seeds",
@@ -106,6 +107,31 @@ def time_averaged_gain(gain: Any) -> TimeAveragedGain:
   per_seed = gain.mean(axis=1)
   _, se = mean_and_stderr(per_seed)
   return TimeAveragedGain(float(gain.mean()), per_seed, float(se))
+
+
+def gain_schedule(gain: Any, g0: float) -> np.ndarray:
+  """The gain each step of a run *used*, from the gain recorded after each.
+
+  A training curve records the gain after every step's update (the gain the
+  next step trains with); step 0 trains with the initial gain ``g0``. This
+  is the schedule that :func:`ngm_jax.gain.replayed_gain_sgd` replays.
+
+  Args:
+    gain: ``[S, T]`` the gain after every iteration (unitless).
+    g0: the initial gain (NGM's resting gain), ``> 0``.
+
+  Returns:
+    ``[S, T]`` float32: ``[g0, gain[:, 0], ..., gain[:, T−2]]`` per seed.
+
+  Raises:
+    ValueError: ``gain`` is not a finite ``[S, T]`` array, or ``g0`` is not
+      a finite positive number.
+  """
+  gain = _gain_curve(gain)
+  if not (math.isfinite(g0) and g0 > 0):
+    raise ValueError(f"gain_schedule: g0={g0!r} must be a finite number > 0.")
+  first = np.full((gain.shape[0], 1), g0)
+  return np.concatenate([first, gain[:, :-1]], axis=1).astype(np.float32)
 
 
 def block_mean_gain(gain: Any, num_tasks: int, skip: int = 0) -> np.ndarray:
@@ -411,7 +437,9 @@ ABLATIONS: dict[str, _Ablation] = {
     "g0_sgd_mean": _Ablation("g0_sgd", "constant gain g0 = ḡ",
                              "no gain dynamics, NGM's average gain"),
     "entropy_lr_sgd": _Ablation("entropy_lr_sgd", "entropy-driven lr (lr·g²)",
-                                "NGM's step size without W_eff = g·W"),
+                                "NGM's step-size rule without W_eff = g·W"),
+    "replayed_lr_sgd": _Ablation("replayed_lr_sgd", "NGM's lr·g² replayed",
+                                 "NGM's exact step sizes without W_eff = g·W"),
     "sgd": _Ablation("sgd", "SGD", "baseline"),
     "msgd": _Ablation("msgd", "MSGD", "baseline"),
     "msgd_reset": _Ablation("msgd_reset", "MSGD + reset (oracle)",
@@ -428,7 +456,9 @@ ABLATION_COMPARISONS = (
     ("ngm_sgd", "g0_sgd_mean", "gain dynamics vs the same average gain held constant"),
     ("ngm_sgd", "g0_sgd_1", "NGM vs constant resting gain"),
     ("entropy_lr_sgd", "sgd", "entropy-driven step size alone vs SGD"),
-    ("ngm_sgd", "entropy_lr_sgd", "W_eff = g·W on top of the same step size"),
+    ("ngm_sgd", "entropy_lr_sgd", "W_eff = g·W on top of the same step-size rule"),
+    ("replayed_lr_sgd", "sgd", "NGM's own step sizes alone vs SGD"),
+    ("ngm_sgd", "replayed_lr_sgd", "W_eff = g·W on top of NGM's own step sizes"),
     ("ngm_msgd", "msgd", "gain on top of momentum"),
     ("msgd_reset", "msgd", "oracle momentum reset"),
     ("ngm_adam", "adam", "gain on top of Adam"),
@@ -445,6 +475,9 @@ def ablation_variants(
 
   Every variant uses ``train_config``; ``g0_sgd_1`` sets ``const_gain = 1``
   and ``g0_sgd_mean`` sets ``const_gain = mean_gain`` (``ḡ``).
+  ``replayed_lr_sgd`` also needs each seed's NGM gain schedule
+  (:func:`gain_schedule`), passed to ``run_benchmark`` as
+  ``seed_hyperparams={"replayed_lr_sgd": {"schedule": ...}}``.
 
   Args:
     train_config: the benchmark's training config.
@@ -520,7 +553,10 @@ def find_reusable(
 
   A saved variant is identical when its optimizer name and its full training
   config are equal (fields an older run did not record take their defaults,
-  which that code always used) and the run's protocol (benchmark, its
+  which that code always used), it was trained without per-seed
+  hyperparameters (``seed_hyperparams`` of
+  :func:`ngm_jax.experiment.run_benchmark`, e.g. a replayed gain schedule,
+  which the config does not hold), and the run's protocol (benchmark, its
   options, seeds, Task-1 evaluation size, test subset, model, augmentation)
   equals ``protocol``.
 
@@ -547,8 +583,12 @@ def find_reusable(
   defaults = dataclasses.asdict(TrainConfig())
   want = dataclasses.asdict(config)
   reason = f"no {optimizer} variant"
+  per_seed = meta.get("seed_hyperparams", {})
   for label, (name, train) in run_variants(meta).items():
     if name != optimizer:
+      continue
+    if per_seed.get(label):  # its curves depend on values the config does not hold
+      reason = f"{label}: trained with per-seed {', '.join(per_seed[label])}"
       continue
     have = {**defaults, **train}
     diff = [f"{k}={have.get(k)!r} (not {v!r})" for k, v in want.items() if have.get(k) != v]

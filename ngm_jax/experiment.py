@@ -72,6 +72,7 @@ def run_benchmark(
     show_progress: bool = True,
     overwrite: bool = False,
     extra_meta: Mapping[str, Any] | None = None,
+    seed_hyperparams: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
   """Trains each optimizer on seeds ``0..num_seeds-1`` and writes ``out/``.
 
@@ -94,6 +95,10 @@ def run_benchmark(
     show_progress: a progress bar per optimizer.
     overwrite: replace an earlier run in ``out``.
     extra_meta: recorded in ``run.json`` (e.g. the benchmark's options).
+    seed_hyperparams: ``{label: {name: [num_seeds, ...]}}``, per-seed values
+      set in that variant's initial optimizer state (the ``hyperparams`` of
+      :func:`ngm_jax.train.train_seeds`), e.g. the gain schedule of
+      ``replayed_lr_sgd``; ``run.json`` records their names and shapes.
 
   Returns:
     ``out`` as a Path, holding run.json, curves.npz, log.jsonl, metrics.json,
@@ -121,6 +126,11 @@ def run_benchmark(
         raise ValueError(
             f"Variant {label!r}: {field}={getattr(config, field)} differs from the"
             f" run's {getattr(train_config, field)}; curves must share one schedule.")
+  seed_hyperparams = dict(seed_hyperparams or {})
+  unknown = sorted(set(seed_hyperparams) - set(variants))
+  if unknown:
+    raise ValueError(f"seed_hyperparams for {', '.join(unknown)}: not among the variants"
+                     f" ({', '.join(variants)}).")
   check_fits(stream)
   out.mkdir(parents=True, exist_ok=True)
 
@@ -137,6 +147,8 @@ def run_benchmark(
       "variants": {label: {"optimizer": name, "train": dataclasses.asdict(config)}
                    for label, (name, config) in variants.items()},
       "seeds": seeds,
+      "seed_hyperparams": {label: {name: list(np.shape(v)) for name, v in hp.items()}
+                           for label, hp in seed_hyperparams.items()},
       "task1_eval_size": task1_eval_size(stream, train_config),
       "task1_test_size": int(stream.test_task_ends[0]),
       "test_sizes": stream.task_sizes("test").tolist(),
@@ -165,7 +177,8 @@ def run_benchmark(
                  unit="it", disable=not show_progress)
       curves, timing = train_seeds(
           parts, keys, loop=loop, seed_axis=seed_axis,
-          progress=lambda step: bar.update(int(np.max(step)) - bar.n))
+          progress=lambda step: bar.update(int(np.max(step)) - bar.n),
+          hyperparams=seed_hyperparams.get(opt))
       bar.close()
       all_curves[opt] = curves
       results.save_curves(out / "curves.npz", all_curves, iterations)

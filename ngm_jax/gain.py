@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "gain_modulation",
     "ngm_sgd",
     "gain_scaled_sgd",
+    "ReplayedGainState",
+    "replayed_gain_sgd",
     "gain_of",
     "set_gain",
     "effective_params",
@@ -162,14 +165,93 @@ def gain_scaled_sgd(
   return optax.GradientTransformationExtraArgs(gain_tx.init, update_fn)
 
 
+class ReplayedGainState(NamedTuple):
+  """State of :func:`replayed_gain_sgd`.
+
+  Attributes:
+    count: int32 scalar, the optimizer steps taken so far.
+    gain: float32 scalar, the gain the next step uses, ``schedule[count]``
+      (held at the schedule's last value past its end); read by
+      :func:`gain_of`.
+    schedule: float32 ``[T]``, the gain used at each step ``0..T-1``.
+  """
+
+  count: jax.Array
+  gain: jax.Array
+  schedule: jax.Array
+
+
+def replayed_gain_sgd(
+    learning_rate: float, gains: Any
+) -> optax.GradientTransformationExtraArgs:
+  """Ablation: a recorded gain trajectory replayed as a step-size schedule.
+
+  SGD on the raw weights whose step ``t`` is ``learning_rate · gains[t]²``:
+  with the trajectory an NGM-SGD run actually had
+  (:func:`ngm_jax.analysis.gain_schedule`), this is NGM-SGD's exact step-size
+  schedule without ``W_eff = g·W`` (train with ``reparameterise=False``).
+  Unlike :func:`gain_scaled_sgd`, whose gain follows its own network's
+  entropy, the schedule here does not react to this run at all.
+
+  The schedule is a field of the state, so each seed can replay its own:
+  ``optax.tree.set(state, schedule=...)``, e.g. through the ``hyperparams`` of
+  :func:`ngm_jax.train.train_seeds`.
+
+  Args:
+    learning_rate: the step size at gain 1.
+    gains: ``[T]`` positive gains, the gain of step ``t`` (the gain *before*
+      that step's update, i.e. NGM's ``g0`` first, then its recorded gain
+      after each of steps ``0..T-2``); past ``T`` the last value is held.
+
+  Raises:
+    ValueError: ``gains`` is not a non-empty 1-D array of finite, positive
+      numbers.
+  """
+  gains = jnp.asarray(gains, jnp.float32)
+  if gains.ndim != 1 or gains.shape[0] == 0:
+    raise ValueError(f"replayed_gain_sgd: gains must be a non-empty [T] array; got shape"
+                     f" {gains.shape}.")
+  try:  # checked when known at trace time
+    values = np.asarray(gains)
+  except jax.errors.TracerArrayConversionError:
+    values = None
+  if values is not None and not np.all(np.isfinite(values) & (values > 0)):
+    bad = int(np.flatnonzero(~(np.isfinite(values) & (values > 0)))[0])
+    raise ValueError(f"replayed_gain_sgd: every gain must be finite and > 0; gains[{bad}]"
+                     f" = {float(values[bad])!r}.")
+
+  def at(schedule, count):
+    return schedule[jnp.minimum(count, schedule.shape[0] - 1)]
+
+  def init_fn(params):
+    del params
+    return ReplayedGainState(count=jnp.zeros((), jnp.int32), gain=gains[0], schedule=gains)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    # The schedule, not ``state.gain``: a schedule set after init is replayed
+    # from its first entry.
+    step = -learning_rate * jnp.square(at(state.schedule, state.count))
+    updates = jax.tree.map(lambda u: (step * u).astype(u.dtype), updates)
+    count = state.count + 1
+    return updates, ReplayedGainState(count, at(state.schedule, count), state.schedule)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 _NO_GAIN = object()
 
 
 def _is_gain_field(path, value) -> bool:
-  """True for the ``gain`` field of a :class:`GainModulationState` (not, say,
-  a dict entry that happens to be called "gain")."""
+  """True for the ``gain`` field of a :class:`GainModulationState` or a
+  :class:`ReplayedGainState` (not, say, a dict entry that happens to be
+  called "gain")."""
   del value
-  return getattr(path[-1], "tuple_name", None) == GainModulationState.__name__
+  return (getattr(path[-1], "name", None) == "gain"
+          and getattr(path[-1], "tuple_name", None) in _GAIN_STATES)
+
+
+_GAIN_STATES = (GainModulationState.__name__, ReplayedGainState.__name__)
 
 
 def gain_of(opt_state: optax.OptState, default: Any = _NO_GAIN) -> jax.Array:

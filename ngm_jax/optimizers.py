@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import optax
 
-from ngm_jax.gain import gain_modulation, gain_scaled_sgd, ngm_sgd
+from ngm_jax.gain import gain_modulation, gain_scaled_sgd, ngm_sgd, replayed_gain_sgd
 
 __all__ = [
     "OPTIMIZERS",
@@ -20,20 +20,23 @@ __all__ = [
 
 #: The paper's comparison, in its order (the default set of every benchmark).
 OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd")
-#: Ablations: the gain as a step-size schedule only (``entropy_lr_sgd``),
-#: oracle optimizer-state resets at task boundaries (``*_reset``), and the
-#: gain on top of momentum SGD and Adam (``ngm_msgd``, ``ngm_adam``).
-ABLATIONS = ("entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd", "ngm_adam")
+#: Ablations: the gain as a step-size schedule only (``entropy_lr_sgd``, its
+#: own gain; ``replayed_lr_sgd``, a recorded NGM gain replayed), oracle
+#: optimizer-state resets at task boundaries (``*_reset``), and the gain on top
+#: of momentum SGD and Adam (``ngm_msgd``, ``ngm_adam``).
+ABLATIONS = ("entropy_lr_sgd", "replayed_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
+             "ngm_adam")
 #: Every name :func:`make_optimizer` accepts.
 OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",) + ABLATIONS
 
 
 def training_options(name: str) -> dict[str, bool]:
   """Keyword arguments of :func:`ngm_jax.train.make_train` that optimizer
-  ``name`` needs: ``reparameterise=False`` for ``entropy_lr_sgd`` (the gain
-  sets the step size only), ``reset_opt_state_at_task_boundaries=True`` for
-  the oracle ``*_reset`` ablations (they use task identity)."""
-  if name == "entropy_lr_sgd":
+  ``name`` needs: ``reparameterise=False`` for ``entropy_lr_sgd`` and
+  ``replayed_lr_sgd`` (the gain sets the step size only),
+  ``reset_opt_state_at_task_boundaries=True`` for the oracle ``*_reset``
+  ablations (they use task identity)."""
+  if name in ("entropy_lr_sgd", "replayed_lr_sgd"):
     return {"reparameterise": False}
   if name.endswith("_reset"):
     return {"reset_opt_state_at_task_boundaries": True}
@@ -82,7 +85,11 @@ def make_optimizer(
       holds the gain constant at ``const_gain``: NGM-SGD with η = 0);
       ``ngm_sgd_plain`` (NGM-SGD with no momentum anywhere, even when
       ``backbone_momentum`` is set); and the :data:`ABLATIONS`: ``entropy_lr_sgd``
-      (:func:`ngm_jax.gain.gain_scaled_sgd`), ``msgd_reset`` and ``adam_reset``
+      (:func:`ngm_jax.gain.gain_scaled_sgd`), ``replayed_lr_sgd``
+      (:func:`ngm_jax.gain.replayed_gain_sgd` with the constant schedule
+      ``[g0]``: each seed's recorded NGM schedule is set in its state,
+      ``hyperparams={"schedule": [S, T]}`` of
+      :func:`ngm_jax.train.train_seeds`), ``msgd_reset`` and ``adam_reset``
       (MSGD and Adam, to be trained with the options of
       :func:`training_options`), ``ngm_msgd`` and ``ngm_adam`` (the gain
       chained in front of MSGD and Adam).
@@ -116,6 +123,10 @@ def make_optimizer(
     return partition_by_gain(gain_tx, backbone, gain_mask)
   if name == "entropy_lr_sgd":
     return gain_scaled_sgd(learning_rate, gamma=gamma, g0=g0, eta=eta)
+  if name == "replayed_lr_sgd":
+    if not (g0 > 0):
+      raise ValueError(f"make_optimizer('replayed_lr_sgd'): g0={g0!r} must be > 0.")
+    return replayed_gain_sgd(learning_rate, [g0])
   if name in ("ngm_msgd", "ngm_adam"):
     inner = (optax.sgd(learning_rate, momentum=0.9) if name == "ngm_msgd"
              else optax.adam(learning_rate))

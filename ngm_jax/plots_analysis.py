@@ -216,6 +216,7 @@ ABLATION_STYLES = {
     "g0_sgd_mean": (COLOURS["g0_sgd"], "-"),
     "g0_sgd_1": (COLOURS["g0_sgd"], "--"),
     "entropy_lr_sgd": ("tab:red", "-"),
+    "replayed_lr_sgd": ("tab:red", "--"),
     "sgd": (COLOURS["sgd"], "-"),
     "msgd": (COLOURS["msgd"], "-"),
     "msgd_reset": ("tab:cyan", "--"),

@@ -40,6 +40,16 @@ def test_time_averaged_gain_rejects_bad_curves(gain, match):
     analysis.time_averaged_gain(gain)
 
 
+def test_gain_schedule_is_the_gain_each_step_used():
+  schedule = analysis.gain_schedule([[1.5, 2.0, 1.2], [3.0, 2.5, 2.0]], g0=1.0)
+  np.testing.assert_array_equal(schedule, [[1.0, 1.5, 2.0], [1.0, 3.0, 2.5]])
+  assert schedule.dtype == np.float32
+  with pytest.raises(ValueError, match="g0=0.0"):
+    analysis.gain_schedule([[1.0]], g0=0.0)
+  with pytest.raises(ValueError, match="non-finite"):
+    analysis.gain_schedule([[1.0, np.nan]], g0=1.0)
+
+
 def test_block_mean_gain_averages_each_task_block():
   gain = [[1, 1, 2, 4, 3, 5], [0, 2, 2, 2, 6, 6]]
   np.testing.assert_allclose(analysis.block_mean_gain(gain, 3), [[1, 3, 4], [1, 2, 6]])
@@ -177,6 +187,7 @@ def test_ablation_variants_set_the_constant_gains():
   assert v["g0_sgd_1"] == ("g0_sgd", dataclasses.replace(cfg, const_gain=1.0))
   assert v["g0_sgd_mean"] == ("g0_sgd", dataclasses.replace(cfg, const_gain=1.37))
   assert v["entropy_lr_sgd"] == ("entropy_lr_sgd", cfg)
+  assert v["replayed_lr_sgd"] == ("replayed_lr_sgd", cfg)
   assert list(analysis.ablation_variants(cfg, labels=["sgd", "ngm_sgd"])) == ["ngm_sgd", "sgd"]
   with pytest.raises(ValueError, match="'rmsprop'"):
     analysis.ablation_variants(cfg, labels=["rmsprop"])
@@ -228,6 +239,13 @@ def test_find_reusable_requires_the_same_protocol(key, value, match):
   label, why = analysis.find_reusable(_old_meta(), "ngm_sgd", FAST_CONFIG,
                                       {**PROTOCOL, key: value})
   assert label is None and re.search(match, why)
+
+
+def test_find_reusable_skips_variants_with_per_seed_hyperparameters():
+  meta = {**_old_meta(optimizers=("replayed_lr_sgd",)),
+          "seed_hyperparams": {"replayed_lr_sgd": {"schedule": [2, 30]}}}
+  label, why = analysis.find_reusable(meta, "replayed_lr_sgd", FAST_CONFIG, PROTOCOL)
+  assert label is None and why == "replayed_lr_sgd: trained with per-seed schedule"
 
 
 def test_find_reusable_reads_labelled_variants():
@@ -361,11 +379,12 @@ def data_dir(tmp_path_factory):
   return write_mnist_idx(tmp_path_factory.mktemp("abl") / "data", fake_mnist())
 
 
-def test_ablations_command_trains_ngm_then_the_mean_gain_ablation(data_dir, tmp_path, capsys):
+def test_ablations_command_trains_ngm_then_the_variants_built_from_it(data_dir, tmp_path,
+                                                                      capsys):
   out = tmp_path / "abl"
   code = ablations_cli.main(["--benchmark", "split_mnist", "--data-dir", str(data_dir),
-                             "--variants", "g0_sgd_mean", "--seeds", "2", "--out", str(out),
-                             *FAST])
+                             "--variants", "g0_sgd_mean,replayed_lr_sgd", "--seeds", "2",
+                             "--out", str(out), *FAST])
   printed = capsys.readouterr().out
   assert code == 0, printed
   assert "adding ngm_sgd" in printed
@@ -374,16 +393,26 @@ def test_ablations_command_trains_ngm_then_the_mean_gain_ablation(data_dir, tmp_
     assert (out / name).stat().st_size > 0, name
   meta = json.loads((out / "run.json").read_text())
   curves, _ = results.load_curves(out / "curves.npz")
-  assert list(curves) == meta["optimizers"] == ["ngm_sgd", "g0_sgd_mean"]
+  assert list(curves) == meta["optimizers"] == ["ngm_sgd", "g0_sgd_mean", "replayed_lr_sgd"]
   g_bar = analysis.time_averaged_gain(curves["ngm_sgd"]["gain"]).mean
   assert meta["mean_gain"]["value"] == g_bar > 1.0
   assert meta["variants"]["g0_sgd_mean"]["train"]["const_gain"] == g_bar
   np.testing.assert_allclose(curves["g0_sgd_mean"]["gain"], g_bar, rtol=1e-6)
-  assert meta["sources"] == {"ngm_sgd": "trained here", "g0_sgd_mean": "trained here"}
+  # Each seed replays its own NGM gain: the gain after each step (but the
+  # last, which no step used) is NGM's, and the runs part from NGM's.
+  ngm_gain = curves["ngm_sgd"]["gain"]
+  assert not np.allclose(ngm_gain[0], ngm_gain[1])
+  np.testing.assert_allclose(curves["replayed_lr_sgd"]["gain"][:, :-1], ngm_gain[:, :-1],
+                             rtol=1e-6)
+  assert meta["seed_hyperparams"] == {"replayed_lr_sgd": {"schedule": [2, 20]}}
+  assert meta["sources"] == {"ngm_sgd": "trained here", "g0_sgd_mean": "trained here",
+                             "replayed_lr_sgd": "trained here"}
   assert meta["train"]["eval_task1_limit"] is None and meta["task1_eval_size"] == 12
-  assert (out / "trained" / "curves.npz").exists()
-  assert (out / "trained_mean_gain" / "curves.npz").exists()
-  assert f"constant gain g0 = ḡ = {g_bar:.3f}" in (out / "ablations.md").read_text()
+  for folder in ("trained", "trained_mean_gain", "trained_replayed"):
+    assert (out / folder / "curves.npz").exists(), folder
+  text = (out / "ablations.md").read_text()
+  assert f"constant gain g0 = ḡ = {g_bar:.3f}" in text
+  assert "NGM's lr·g² replayed" in text and "W_eff = g·W on top of NGM's own step sizes" in text
 
 
 def _write_run(folder, meta, curves, iterations):

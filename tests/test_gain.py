@@ -250,3 +250,32 @@ def test_gain_scaled_sgd_takes_ngm_step_size_on_raw_weights():
     np.testing.assert_allclose(ngm.gain_of(state), g, rtol=1e-6)
   with pytest.raises(ValueError, match="gamma"):
     ngm.gain_scaled_sgd(0.1, gamma=2.0)
+
+
+def test_replayed_gain_sgd_steps_by_its_schedule_then_holds_the_last_gain():
+  lr, gains = 0.1, np.array([1.0, 2.0, 3.0], np.float32)
+  tx = ngm.replayed_gain_sgd(lr, gains)
+  params = {"w": jnp.array([1.0, -1.0])}
+  grads = {"w": jnp.array([0.5, 2.0])}
+  state = tx.init(params)
+  assert float(ngm.gain_of(state)) == 1.0
+  update = jax.jit(lambda s: tx.update(grads, s, params, entropy=0.3))
+  for t, g in enumerate([1.0, 2.0, 3.0, 3.0]):
+    updates, state = update(state)
+    np.testing.assert_allclose(updates["w"], -lr * g**2 * grads["w"], rtol=1e-6)
+    assert int(state.count) == t + 1
+    assert float(ngm.gain_of(state)) == gains[min(t + 1, 2)]
+  # Another seed's schedule goes in through the state; it replays from its start.
+  state = optax.tree.set(tx.init(params), schedule=jnp.array([4.0, 5.0]))
+  updates, state = update(state)
+  np.testing.assert_allclose(updates["w"], -lr * 16.0 * grads["w"], rtol=1e-6)
+  assert float(ngm.gain_of(state)) == 5.0
+
+
+@pytest.mark.parametrize("gains, match", [
+    ([], "non-empty"), ([[1.0]], "non-empty"), ([1.0, 0.0], r"gains\[1\] = 0.0"),
+    ([1.0, float("nan")], r"gains\[1\] = nan"),
+])
+def test_replayed_gain_sgd_rejects_bad_schedules(gains, match):
+  with pytest.raises(ValueError, match=match):
+    ngm.replayed_gain_sgd(0.1, gains)

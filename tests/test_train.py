@@ -184,6 +184,30 @@ def test_train_seeds_rejects_unknown_modes(stream):
     train_seeds(parts, seed_keys(1), seed_axis="pmap")
 
 
+@pytest.mark.parametrize("seed_axis", ["vmap", "sequential"])
+def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_axis):
+  # entropy_lr_sgd steps by lr·g² with g from its own entropy; replaying the
+  # gain it recorded, per seed, through replayed_lr_sgd must retrace the run.
+  from ngm_jax.analysis import gain_schedule
+  from ngm_jax.optimizers import training_options
+  config = dataclasses.replace(CONFIG, eta=0.6)
+  keys = seed_keys(2)
+  own, _ = train_seeds(make_train_parts(stream, "entropy_lr_sgd", config, reparameterise=False),
+                       keys)
+  schedule = gain_schedule(own["gain"], config.g0)
+  assert not np.allclose(schedule[0], schedule[1])  # each seed has its own schedule
+  parts = make_train_parts(stream, "replayed_lr_sgd", config,
+                           **training_options("replayed_lr_sgd"))
+  replayed, _ = train_seeds(parts, keys, seed_axis=seed_axis,
+                            hyperparams={"schedule": schedule})
+  for name in ("train_loss", "entropy", "task1_acc", "task_acc"):
+    np.testing.assert_allclose(replayed[name], own[name], rtol=1e-6, atol=1e-7, err_msg=name)
+  # The gain after the last step was never used by a step, so no schedule holds it.
+  np.testing.assert_allclose(replayed["gain"][:, :-1], own["gain"][:, :-1], rtol=1e-6)
+  with pytest.raises(ValueError, match="leading axis must be the 2 seeds"):
+    train_seeds(parts, keys, hyperparams={"schedule": schedule[:1]})
+
+
 @pytest.mark.parametrize("name", ["entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
                                   "ngm_adam", "ngm_sgd_plain"])
 def test_ablation_optimizers_train(stream, name):
