@@ -13,7 +13,7 @@ import numpy as np
 
 from ngm_jax.metrics import mean_and_stderr, task_blocks
 
-__all__ = ["COLOURS", "LABELS", "plot_stability_gap"]
+__all__ = ["COLOURS", "LABELS", "mean_band", "plot_stability_gap"]
 
 #: The paper's colours.
 COLOURS = {
@@ -32,11 +32,13 @@ LABELS = {
 }
 
 
-def _band(ax, x, values, colour, label):
+def mean_band(ax, x, values, colour, label, ls="-", alpha=0.25):
+  """The mean over seeds (axis 0) of ``values`` ``[S, len(x)]`` as a line, with
+  a ± one standard error band (for two or more seeds); returns ``(mean, se)``."""
   mean, se = mean_and_stderr(values, axis=0)
-  ax.plot(x, mean, color=colour, lw=1.2, label=label)
+  ax.plot(x, mean, color=colour, ls=ls, lw=1.2, label=label)
   if values.shape[0] > 1:
-    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.25, lw=0)
+    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=alpha, lw=0)
   return mean, se
 
 
@@ -94,7 +96,7 @@ def plot_stability_gap(
       if bad:
         label += f" ({bad}/{finite.size} seeds failed; mean of {int(finite.sum())})"
     acc = 100 * np.asarray(c["task1_acc"], np.float64)
-    mean, se = _band(ax_acc, x_eval, acc, colour, label)
+    mean, se = mean_band(ax_acc, x_eval, acc, colour, label)
     # A dot at each later task's minimum of the mean curve.
     blocks = task_blocks(mean, num_tasks)
     points = blocks.shape[-1]
@@ -103,10 +105,10 @@ def plot_stability_gap(
       minima.append((x_eval[k * points + j], blocks[k, j], colour, len(settled_values)))
     # The zoom ignores the first fifth of Task 1, where the network is untrained.
     settled_values.append((mean - np.nan_to_num(se))[x_eval > iterations_per_task / 5])
-    _band(ax_loss, x_eval, np.asarray(c["task1_loss"], np.float64), colour, label)
+    mean_band(ax_loss, x_eval, np.asarray(c["task1_loss"], np.float64), colour, label)
     gain = np.asarray(c["gain"], np.float64)
     if not np.all(gain == 1.0):
-      _band(ax_gain, x_step, gain, colour, label)
+      mean_band(ax_gain, x_step, gain, colour, label)
 
   # Zoom on the dips: the y-axis starts just below the 1st percentile of the
   # settled curves, so a brief collapse (MSGD's, say) does not flatten every

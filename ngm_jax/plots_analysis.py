@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from ngm_jax.plots import COLOURS
+from ngm_jax.plots import COLOURS, mean_band
 from ngm_jax.two_timescale import loss_landscape
 
 __all__ = ["plot_proof_of_principle", "plot_curvature"]
@@ -227,15 +227,6 @@ ABLATION_STYLES = {
 }
 
 
-def _mean_band(ax, x, values, colour, ls, label):
-  """Mean over seeds (axis 0) with a ± s.e. band; returns ``(mean, se)``."""
-  mean, se = mean_and_stderr(values, axis=0)
-  ax.plot(x, mean, color=colour, ls=ls, lw=1.2, label=label)
-  if values.shape[0] > 1:
-    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=0.2, lw=0)
-  return mean, se
-
-
 def plot_ablation(
     curves: Mapping[str, Mapping[str, np.ndarray]],
     iterations: Mapping[str, np.ndarray],
@@ -298,15 +289,15 @@ def plot_ablation(
       if bad:
         name += f" ({bad}/{len(finite)} seeds failed; mean of {int(finite.sum())})"
       seen = 100 * seen_tasks_accuracy(c["task_acc"], iterations["tasks"], iterations_per_task)
-      _mean_band(ax_seen, iterations["tasks"], seen, colour, ls, name)
+      mean_band(ax_seen, iterations["tasks"], seen, colour, name, ls=ls, alpha=0.2)
       acc = 100 * np.asarray(c["task1_acc"], np.float64)
-      mean, se = _mean_band(ax_t1, iterations["task1"], acc, colour, ls, name)
+      mean, se = mean_band(ax_t1, iterations["task1"], acc, colour, name, ls=ls, alpha=0.2)
       settled = iterations["task1"] > iterations_per_task / 5
       lowest = min(lowest, float(np.min((mean - np.nan_to_num(se))[settled])))
       gain = np.asarray(c["gain"], np.float64)
       constant_gain = label in ABLATIONS and ABLATIONS[label].optimizer == "g0_sgd"
       if constant_gain or not np.all(gain == 1.0):
-        _mean_band(ax_gain, iterations["step"], gain, colour, ls, name)
+        mean_band(ax_gain, iterations["step"], gain, colour, name, ls=ls, alpha=0.2)
     ax_seen.set_title(group, fontsize=10)
     ax_t1.set_ylim(max(0.0, lowest - 2.0), 100.5)
     ax_t1.legend(loc="lower left", fontsize=7)
