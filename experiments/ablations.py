@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> Path:
       "device": f"{device.platform}: {device.device_kind}",
       "jax_version": jax.__version__,
       "python": platform.python_version(),
-      "command": " ".join(sys.argv),
+      "command": results.command_line(),
   }
   if "replayed_lr_sgd" in labels:
     meta["seed_hyperparams"] = {"replayed_lr_sgd": {"schedule": [num_seeds, k * i]}}

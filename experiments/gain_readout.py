@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   ]) + "\n"
   (out / "table.md").write_text(table)
   results.write_json(out / "gain_readout.json", {
-      "level": args.level, "skip_fraction": args.skip_fraction, "command": " ".join(sys.argv),
+      "level": args.level, "skip_fraction": args.skip_fraction, "command": results.command_line(),
       "runs": [_jsonable(e) for e in entries]})
   plots_analysis.plot_gain_readout(
       entries,

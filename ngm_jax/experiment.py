@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -161,7 +160,7 @@ def run_benchmark(
       "device": f"{device.platform}: {device.device_kind}",
       "jax_version": jax.__version__,
       "python": platform.python_version(),
-      "command": " ".join(sys.argv),
+      "command": results.command_line(),
       **(extra_meta or {}),
       "timings": {},
   }

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,6 +31,7 @@ __all__ = [
     "compute_metrics",
     "metrics_of_kept_seeds",
     "metrics_table",
+    "command_line",
 ]
 
 _METRIC_LABELS = {
@@ -40,6 +43,12 @@ _METRIC_LABELS = {
     "dl_wc_acc": "WC-ACC (%)",
     "dl_final_acc_all": "final ACC, all tasks (%)",
 }
+
+
+def command_line() -> str:
+  """The command as typed, for ``run.json`` (``python -m pkg.mod ...`` stays
+  that, where ``sys.argv`` would give the module's file path)."""
+  return shlex.join(getattr(sys, "orig_argv", sys.argv))
 
 
 def save_curves(
