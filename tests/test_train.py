@@ -184,6 +184,19 @@ def test_train_seeds_rejects_unknown_modes(stream):
     train_seeds(parts, seed_keys(1), seed_axis="pmap")
 
 
+@pytest.mark.parametrize("eval_every", [1, 3])
+def test_unrolled_interval_has_no_loop_over_steps(stream, eval_every):
+  # XLA:CPU runs convolution gradients slowly inside loops, and even a
+  # one-trip lax.scan compiles to one: the unrolled interval must hold none.
+  config = dataclasses.replace(CONFIG, eval_every=eval_every)
+  def top_level_primitives(unroll):
+    parts = make_train_parts(stream, "ngm_sgd", config, unroll=unroll)
+    state = parts.init(jax.random.key(0))
+    return [e.primitive.name for e in jax.make_jaxpr(parts.eval_interval)(state).jaxpr.eqns]
+  assert "scan" not in top_level_primitives(unroll=True)
+  assert "scan" in top_level_primitives(unroll=False)
+
+
 @pytest.mark.parametrize("seed_axis", ["vmap", "sequential"])
 def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_axis):
   # entropy_lr_sgd steps by lr·g² with g from its own entropy; replaying the
