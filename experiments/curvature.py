@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from experiments import configs
+from experiments.cli_types import comma_separated
 from ngm_jax import plots_analysis
 from ngm_jax.curvature import ngm_top_eigenvalues
 from ngm_jax.data import DataUnavailableError
@@ -45,14 +46,7 @@ from ngm_jax.streams import load_benchmark, sample_joint_indices
 from ngm_jax.train import TrainConfig
 
 
-def _offsets(text: str) -> tuple[int, ...]:
-  try:
-    values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-  except ValueError as err:
-    raise argparse.ArgumentTypeError(f"--offsets {text!r}: {err}") from None
-  if not values:
-    raise argparse.ArgumentTypeError(f"--offsets {text!r}: give at least one integer.")
-  return values
+_OFFSETS = comma_separated(int, "--offsets", sort_unique=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="output PNG; the JSON goes beside it with .json (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
   parser.add_argument("--tasks", type=int, default=5, help="tasks to train, 2..5 (default: %(default)s)")
-  parser.add_argument("--offsets", type=_offsets, default=_offsets("-5,1,3,5,10,20"),
+  parser.add_argument("--offsets", type=_OFFSETS, default=_OFFSETS("-5,1,3,5,10,20"),
                       help="iterations relative to each task boundary, comma-separated; write --offsets=-5,1,... when the first is negative (default: -5,1,3,5,10,20)")
   parser.add_argument("--hvp-batch", type=int, default=512,
                       help="examples in the fixed minibatch the Hessian is taken on (default: %(default)s)")

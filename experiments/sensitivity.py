@@ -40,6 +40,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import configs
+from experiments.cli_types import comma_separated
 from ngm_jax import plots_analysis, results
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.metrics import TABLE_METRICS
@@ -51,25 +52,15 @@ _LABELS = {"avg_acc": "avg-ACC", "avg_min_acc": "avg-min-ACC", "wc_acc": "WC-ACC
            "avg_sg": "avg-SG"}
 
 
-def _floats(text: str) -> tuple[float, ...]:
-  try:
-    values = tuple(float(v) for v in text.split(",") if v.strip())
-  except ValueError as err:
-    raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
-  if not values:
-    raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated numbers.")
-  return values
-
-
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m experiments.sensitivity",
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data-dir", default=None, help="folder with MNIST's IDX files")
   parser.add_argument("--out", default="docs/analysis/sensitivity", help="output folder")
-  parser.add_argument("--etas", type=_floats, default=(0.0, 0.1, 0.2, 0.4, 0.6, 0.8),
+  parser.add_argument("--etas", type=comma_separated(float, "--etas"), default=(0.0, 0.1, 0.2, 0.4, 0.6, 0.8),
                       help="η values, comma-separated")
-  parser.add_argument("--gammas", type=_floats, default=(0.5, 0.7, 0.8, 0.9, 0.95),
+  parser.add_argument("--gammas", type=comma_separated(float, "--gammas"), default=(0.5, 0.7, 0.8, 0.9, 0.95),
                       help="γ values, comma-separated, each < 1")
   parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
   parser.add_argument("--separate", default="6",
