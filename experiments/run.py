@@ -38,6 +38,9 @@ _TRAIN_FLAGS = {
     "eval_task1_limit": int,
     "eval_batch_size": int,
 }
+# Optimizers whose per-seed state comes from an NGM-SGD run (experiments/ablations.py).
+_NEEDS_NGM_RUN = {"replayed_lr_sgd"}
+_CLI_OPTIMIZERS = tuple(n for n in OPTIMIZER_NAMES if n not in _NEEDS_NGM_RUN)
 # CLI flag → benchmark option (ngm_jax.streams.benchmark_options).
 _BENCHMARK_FLAGS = {"num_tasks": int, "classes_per_task": int}
 
@@ -46,11 +49,16 @@ def _parse_optimizers(text: str) -> tuple[str, ...]:
   if text == "all":
     return ()  # the config's set
   names = tuple(n.strip() for n in text.split(",") if n.strip())
-  unknown = [n for n in names if n not in OPTIMIZER_NAMES]
+  if _NEEDS_NGM_RUN & set(names):
+    raise argparse.ArgumentTypeError(
+        "replayed_lr_sgd replays each seed's NGM-SGD gain, which this command does not"
+        " have; run it with: python experiments/ablations.py --benchmark B --variants"
+        " replayed_lr_sgd")
+  unknown = [n for n in names if n not in _CLI_OPTIMIZERS]
   if unknown or not names:
     raise argparse.ArgumentTypeError(
         f"unknown optimizer(s) {unknown or text!r}; choose from"
-        f" {', '.join(OPTIMIZER_NAMES)} (comma-separated) or 'all'."
+        f" {', '.join(_CLI_OPTIMIZERS)} (comma-separated) or 'all'."
     )
   return names
 
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"one of: {', '.join(configs.available())}")
   run.add_argument("--optimizers", type=_parse_optimizers, default=None,
                    help="comma-separated names, or 'all' for the config's set "
-                        f"(known: {', '.join(OPTIMIZER_NAMES)})")
+                        f"(known: {', '.join(_CLI_OPTIMIZERS)})")
   run.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the config's, 5)")
   run.add_argument("--out", default=None, help="output folder (default: results/<benchmark>)")
   run.add_argument("--data-dir", default=None,

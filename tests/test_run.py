@@ -103,6 +103,13 @@ def test_bad_input_gives_one_clear_line(argv, expected, capsys, tmp_path):
   assert expected in err and "Traceback" not in err
 
 
+def test_replayed_schedule_optimizer_points_to_the_ablations_command(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", "--benchmark", "split_mnist", "--optimizers", "ngm_sgd,replayed_lr_sgd"])
+  assert exit_info.value.code == 2
+  assert "experiments/ablations.py" in capsys.readouterr().err
+
+
 def test_unknown_optimizer_is_a_usage_error(capsys):
   with pytest.raises(SystemExit) as exit_info:
     cli.main(["run", "--benchmark", "split_mnist", "--optimizers", "ngm_sgd,rmsprop"])
