@@ -7,12 +7,14 @@ from ngm_jax.data import load_miniimagenet, load_mnist
 from ngm_jax.experiment import report, run_benchmark
 from ngm_jax.gain import (
     GainModulationState,
+    ReplayedGainState,
     effective_params,
     entropy,
     gain_modulation,
     gain_of,
     gain_scaled_sgd,
     ngm_sgd,
+    replayed_gain_sgd,
     set_gain,
 )
 from ngm_jax.models import MLP, SlimResNet18, classifier_gain_mask, mlp_gain_mask
