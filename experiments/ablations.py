@@ -357,12 +357,8 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
     notes.append(f"{', '.join(resets)} reset the optimizer state at every task boundary: the"
                  " only place task identity is used (an oracle).")
   if any(bad.any() for bad in failed.values()):
-    notes.append(
-        "Failed seeds: training loss non-finite (diverged), or over the last 10% of"
-        f" iterations no lower than 0.99·ln {meta.get('num_classes', 'C')} (a uniform guess)."
-        " A failed seed's Task-1 accuracy is flat at chance, so its SG is ~0: averages that"
-        " include failed seeds do not measure the gap. Rows marked ↳ use only the seeds"
-        " that did not fail; paired differences leave out seeds where either variant failed.")
+    notes.append(analysis.failed_seeds_note(failed, meta.get("num_classes"))
+                 + " Paired differences leave out seeds where either variant failed.")
   reused = [l for l, src in meta["sources"].items() if src.startswith("reused")]
   if reused:
     notes.append("Curves reused (same optimizer, training config, seeds and evaluation,"

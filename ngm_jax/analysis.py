@@ -41,6 +41,7 @@ __all__ = [
     "block_mean_gain",
     "seen_tasks_accuracy",
     "failed_seeds",
+    "failed_seeds_note",
     "student_t_quantile",
     "confidence_interval",
     "linear_fit",
@@ -227,6 +228,31 @@ def failed_seeds(
     with np.errstate(invalid="ignore"):
       failed |= last.mean(axis=1) >= 0.99 * math.log(num_classes)
   return failed
+
+
+def failed_seeds_note(failed: Mapping[str, Any], num_classes: int | None) -> str | None:
+  """One line for a table's notes on what :func:`failed_seeds` found.
+
+  Args:
+    failed: ``{label: [S] bool}`` from :func:`failed_seeds`.
+    num_classes: the C it was given (None: only divergence was checked).
+
+  Returns:
+    The definition of a failed seed and how the table treats them when any
+    seed failed; when none did and collapse was not checked, a line saying
+    so; else None.
+  """
+  if any(np.any(bad) for bad in failed.values()):
+    collapse = (f", or over the last 10% of iterations no lower than 0.99·ln {num_classes}"
+                " nats (no better than a uniform guess: collapsed)" if num_classes else "")
+    return (f"Failed seeds: training loss non-finite (diverged){collapse}. A failed seed's"
+            " Task-1 accuracy is flat, so its SG is ~0: averages that include it do not measure"
+            " a gap. Rows marked ↳ use only the seeds that did not fail; the figures leave out"
+            " diverged seeds and count failed ones in their legends.")
+  if num_classes is None:
+    return ("No seed diverged (this run.json predates num_classes, so collapse to a"
+            " uniform guess was not checked).")
+  return None
 
 
 # ----------------------------------------------------------------------------

@@ -253,15 +253,4 @@ def _failed_seeds(curves, num_classes):
     if bad.any():
       print(f"  warning: {opt}: {int(bad.sum())}/{bad.size} seeds failed"
             f" (seed index {', '.join(map(str, np.flatnonzero(bad)))})", flush=True)
-  if any(bad.any() for bad in failed.values()):
-    collapse = (f", or over the last 10% of iterations no lower than 0.99·ln {num_classes}"
-                " nats (no better than a uniform guess: collapsed)" if num_classes else "")
-    return failed, (
-        f"Failed seeds: training loss non-finite (diverged){collapse}. A failed seed's"
-        " Task-1 accuracy is flat, so its SG is ~0: averages that include it do not measure"
-        " a gap. Rows marked ↳ use only the seeds that did not fail; the figure leaves out"
-        " diverged seeds and counts failed ones in its legend.")
-  if num_classes is None:
-    return failed, ("No seed diverged (this run.json predates num_classes, so collapse to a"
-                    " uniform guess was not checked).")
-  return failed, None
+  return failed, analysis.failed_seeds_note(failed, num_classes)

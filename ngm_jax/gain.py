@@ -215,8 +215,9 @@ def replayed_gain_sgd(
     values = np.asarray(gains)
   except jax.errors.TracerArrayConversionError:
     values = None
-  if values is not None and not np.all(np.isfinite(values) & (values > 0)):
-    bad = int(np.flatnonzero(~(np.isfinite(values) & (values > 0)))[0])
+  invalid = [] if values is None else np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+  if len(invalid):
+    bad = int(invalid[0])
     raise ValueError(f"replayed_gain_sgd: every gain must be finite and > 0; gains[{bad}]"
                      f" = {float(values[bad])!r}.")
 

@@ -124,9 +124,7 @@ def make_optimizer(
   if name == "entropy_lr_sgd":
     return gain_scaled_sgd(learning_rate, gamma=gamma, g0=g0, eta=eta)
   if name == "replayed_lr_sgd":
-    if not (g0 > 0):
-      raise ValueError(f"make_optimizer('replayed_lr_sgd'): g0={g0!r} must be > 0.")
-    return replayed_gain_sgd(learning_rate, [g0])
+    return replayed_gain_sgd(learning_rate, [g0])  # validates g0 as gains[0]
   if name in ("ngm_msgd", "ngm_adam"):
     inner = (optax.sgd(learning_rate, momentum=0.9) if name == "ngm_msgd"
              else optax.adam(learning_rate))

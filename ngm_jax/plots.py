@@ -13,7 +13,7 @@ import numpy as np
 
 from ngm_jax.metrics import mean_and_stderr, task_blocks
 
-__all__ = ["COLOURS", "LABELS", "mean_band", "plot_stability_gap"]
+__all__ = ["COLOURS", "LABELS", "mean_band", "without_diverged_seeds", "plot_stability_gap"]
 
 #: The paper's colours.
 COLOURS = {
@@ -40,6 +40,22 @@ def mean_band(ax, x, values, colour, label, ls="-", alpha=0.25):
   if values.shape[0] > 1:
     ax.fill_between(x, mean - se, mean + se, color=colour, alpha=alpha, lw=0)
   return mean, se
+
+
+def without_diverged_seeds(curves, label, num_failed=0):
+  """One curve set ``{name: [S, ...]}`` without the seeds whose ``train_loss``
+  is non-finite (they would turn the mean into NaN), and its legend label.
+
+  Returns:
+    ``(curves, label)``, the label counting ``num_failed`` failed seeds when
+    any; ``(None, label)`` when every seed diverged (nothing to draw).
+  """
+  finite = np.all(np.isfinite(np.asarray(curves["train_loss"], np.float64)), axis=1)
+  if not finite.any():
+    return None, label
+  if num_failed:
+    label += f" ({num_failed}/{finite.size} seeds failed; mean of {int(finite.sum())})"
+  return {name: np.asarray(v)[finite] for name, v in curves.items()}, label
 
 
 def plot_stability_gap(
@@ -87,14 +103,10 @@ def plot_stability_gap(
     c = curves[opt]
     colour = COLOURS.get(opt)
     label = LABELS.get(opt, opt)
-    if "train_loss" in c:  # a diverged seed would turn the mean into NaN
-      finite = np.all(np.isfinite(np.asarray(c["train_loss"], np.float64)), axis=1)
-      if not finite.any():
+    if "train_loss" in c:
+      c, label = without_diverged_seeds(c, label, int(np.sum(failed.get(opt, 0))))
+      if c is None:
         continue
-      c = {name: np.asarray(v)[finite] for name, v in c.items()}
-      bad = int(np.sum(failed.get(opt, 0)))
-      if bad:
-        label += f" ({bad}/{finite.size} seeds failed; mean of {int(finite.sum())})"
     acc = 100 * np.asarray(c["task1_acc"], np.float64)
     mean, se = mean_band(ax_acc, x_eval, acc, colour, label)
     # A dot at each later task's minimum of the mean curve.

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from ngm_jax.plots import COLOURS, mean_band
+from ngm_jax.plots import COLOURS, mean_band, without_diverged_seeds
 from ngm_jax.two_timescale import loss_landscape
 
 __all__ = ["plot_proof_of_principle", "plot_curvature"]
@@ -279,15 +279,11 @@ def plot_ablation(
     ax_seen, ax_t1, ax_gain = axes[:, col]
     lowest = 1.0e9
     for label in labels:
-      finite = np.all(np.isfinite(np.asarray(curves[label]["train_loss"], np.float64)), axis=1)
-      if not finite.any():
-        continue
-      c = {k: np.asarray(v)[finite] for k, v in curves[label].items()}
       colour, ls = ABLATION_STYLES.get(label, (None, "-"))
       name = names.get(label, ABLATIONS[label].name if label in ABLATIONS else label)
-      bad = int(np.sum(failed.get(label, 0)))
-      if bad:
-        name += f" ({bad}/{len(finite)} seeds failed; mean of {int(finite.sum())})"
+      c, name = without_diverged_seeds(curves[label], name, int(np.sum(failed.get(label, 0))))
+      if c is None:
+        continue
       seen = 100 * seen_tasks_accuracy(c["task_acc"], iterations["tasks"], iterations_per_task)
       mean_band(ax_seen, iterations["tasks"], seen, colour, name, ls=ls, alpha=0.2)
       acc = 100 * np.asarray(c["task1_acc"], np.float64)
