@@ -43,6 +43,10 @@ _NEEDS_NGM_RUN = {"replayed_lr_sgd"}
 _CLI_OPTIMIZERS = tuple(n for n in OPTIMIZER_NAMES if n not in _NEEDS_NGM_RUN)
 # CLI flag → benchmark option (ngm_jax.streams.benchmark_options).
 _BENCHMARK_FLAGS = {"num_tasks": int, "classes_per_task": int}
+# Benchmark options whose flag has another name: option → (flag, choices).
+_NAMED_BENCHMARK_FLAGS = {
+    "interpolation": ("--rotation-interpolation", ("nearest", "bilinear")),
+}
 
 
 def _parse_optimizers(text: str) -> tuple[str, ...]:
@@ -90,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
   for flag, kind in {**_TRAIN_FLAGS, **_BENCHMARK_FLAGS}.items():
     run.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
                      help=f"override the config's {flag}")
+  for option, (flag, choices) in _NAMED_BENCHMARK_FLAGS.items():
+    run.add_argument(flag, dest=option, choices=choices, default=None,
+                     help=f"benchmark option {option} (rotated benchmarks; default: the config's)")
   report_cmd = sub.add_parser("report", help="re-make metrics, table and figure from saved curves")
   report_cmd.add_argument("out", help="a run's output folder")
   return parser
@@ -103,7 +110,8 @@ def run(args: argparse.Namespace):
   overrides = {f: getattr(args, f) for f in _TRAIN_FLAGS if getattr(args, f) is not None}
   train_config = dataclasses.replace(config.train, **overrides)
   options = {**config.options,
-             **{f: getattr(args, f) for f in _BENCHMARK_FLAGS if getattr(args, f) is not None}}
+             **{f: getattr(args, f) for f in (*_BENCHMARK_FLAGS, *_NAMED_BENCHMARK_FLAGS)
+                if getattr(args, f) is not None}}
   subset = args.test_subset if args.test_subset is not None else config.test_subset_per_task
   augment = config.augment if args.augment is None else args.augment
   print(f"Loading {args.benchmark} ...", flush=True)
