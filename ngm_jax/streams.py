@@ -9,7 +9,8 @@ task ``k`` uniformly, with replacement, from that prefix:
 Benchmarks (:data:`BENCHMARKS`, built by :func:`load_benchmark`):
 
 * ``split_mnist``, ``split_cifar10``: 5 tasks of 2 classes, in label order.
-* ``rotated_mnist``: every digit at 0°, 80°, 160°.
+* ``rotated_mnist``: every digit at 0°, 80°, 160° (option ``interpolation``:
+  ``"nearest"``, torchvision's rotation, or ``"bilinear"``).
 * ``domain_cifar100``: 20 superclass labels in every task; task ``t`` holds
   the ``t``-th fine class of each superclass.
 * ``split_miniimagenet``: ``num_tasks`` tasks of ``classes_per_task`` classes.
@@ -38,6 +39,7 @@ from ngm_jax.data import (
     load_miniimagenet,
     load_mnist,
 )
+from ngm_jax.transforms import rotate_images  # re-exported (lives in transforms)
 
 __all__ = [
     "TaskStream",
@@ -330,59 +332,43 @@ def split_miniimagenet(
   )
 
 
-def rotate_images(images: np.ndarray, degrees: float) -> np.ndarray:
-  """Rotates ``[N, H, W]`` uint8 images counter-clockwise about their centre.
-
-  Bilinear interpolation, zeros outside the source image; the same sampling
-  grid for every image, so this is one gather over the batch.
-  """
-  if degrees % 360 == 0:
-    return images.copy()
-  n, h, w = images.shape
-  theta = np.deg2rad(degrees)
-  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-  yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-  # Inverse map: the source pixel of each output pixel (rotate by -theta).
-  dy, dx = yy - cy, xx - cx
-  sx = np.cos(theta) * dx - np.sin(theta) * dy + cx
-  sy = np.sin(theta) * dx + np.cos(theta) * dy + cy
-  x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-  fx, fy = sx - x0, sy - y0
-  flat = images.reshape(n, h * w).astype(np.float32)
-  out = np.zeros((n, h * w), np.float32)
-  for oy, ox, weight in (
-      (0, 0, (1 - fy) * (1 - fx)),
-      (0, 1, (1 - fy) * fx),
-      (1, 0, fy * (1 - fx)),
-      (1, 1, fy * fx),
-  ):
-    py, px = y0 + oy, x0 + ox
-    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-    idx = np.where(inside, py * w + px, 0).ravel()
-    wgt = np.where(inside, weight, 0.0).ravel().astype(np.float32)
-    out += flat[:, idx] * wgt
-  return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(n, h, w)
-
-
 def rotated(
-    data: ImageDataset, angles: Sequence[float], name: str, num_classes: int
+    data: ImageDataset,
+    angles: Sequence[float],
+    name: str,
+    num_classes: int,
+    interpolation: str = "nearest",
 ) -> TaskStream:
-  """Domain-incremental stream: task ``k`` is every image rotated by
-  ``angles[k]`` degrees, all labels in every task."""
+  """Domain-incremental stream: task ``k`` is every image rotated
+  counter-clockwise by ``angles[k]`` degrees, all labels in every task.
+
+  ``interpolation`` is :func:`ngm_jax.transforms.rotate_images`'s:
+  ``"nearest"`` (torchvision's / Pillow's ``rotate``, pixel for pixel) or
+  ``"bilinear"``.
+  """
   return _from_tasks(
       name,
       [f"{a:g}°" for a in angles],
       num_classes,
-      [(rotate_images(data.train_images, a), data.train_labels) for a in angles],
-      [(rotate_images(data.test_images, a), data.test_labels) for a in angles],
+      [(rotate_images(data.train_images, a, interpolation), data.train_labels)
+       for a in angles],
+      [(rotate_images(data.test_images, a, interpolation), data.test_labels)
+       for a in angles],
   )
 
 
 def rotated_mnist(
-    data: ImageDataset, angles: Sequence[float] = (0.0, 80.0, 160.0)
+    data: ImageDataset,
+    angles: Sequence[float] = (0.0, 80.0, 160.0),
+    interpolation: str = "nearest",
 ) -> TaskStream:
-  """Rotated MNIST: all ten digits rotated by 0°, 80°, 160° (3 tasks)."""
-  return rotated(data, angles, "rotated_mnist", 10)
+  """Rotated MNIST: all ten digits rotated by 0°, 80°, 160° (3 tasks).
+
+  ``interpolation="nearest"`` (default) gives the pixels of torchvision's
+  ``rotate`` (Pillow's nearest-neighbour rotation about the image centre,
+  fill 0); ``"bilinear"`` is the rotation of this library's earlier runs.
+  """
+  return rotated(data, angles, "rotated_mnist", 10, interpolation)
 
 
 def subsample_test(stream: TaskStream, per_task: int, seed: int = 0) -> TaskStream:
