@@ -17,8 +17,11 @@ De Lange et al.'s continual-evaluation metrics, on per-task curves
 - WC-ACC ``= (1/K)·a_K(T) + (1 − 1/K)·min-ACC`` with ``a_K(T)`` the last
   task's final accuracy.
 
+Accuracy over the seen tasks (:func:`seen_tasks_accuracy`): the mean of the
+per-task test accuracies of tasks ``1..k`` at each point of task ``k``.
+
 Leading axes (seeds, ...) are kept throughout; :func:`summarize` reduces the
-seed axis to mean ± standard error.
+seed axis to mean ± standard error (:func:`ngm_jax.stats.mean_and_stderr`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from typing import Mapping
 
 import numpy as np
 
+from ngm_jax.stats import mean_and_stderr
+
 __all__ = [
     "task_blocks",
     "task1_metrics",
     "de_lange_metrics",
-    "mean_and_stderr",
+    "seen_tasks_accuracy",
     "summarize",
     "TABLE_METRICS",
 ]
@@ -118,17 +123,40 @@ def de_lange_metrics(
   }
 
 
-def mean_and_stderr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Mean and standard error (``std(ddof=1) / sqrt(n)``) over ``axis``.
+def seen_tasks_accuracy(
+    task_acc: np.ndarray, iterations: np.ndarray, iterations_per_task: int
+) -> np.ndarray:
+  """Accuracy over all tasks seen so far, at each per-task evaluation point.
 
-  With a single value the standard error is NaN (undefined), not 0.
+  At iteration ``t`` the tasks seen are ``1..k`` with ``k = ⌈t / I⌉`` (so at
+  ``t = k·I``, the end of task ``k``, they are ``1..k``).
+
+  Args:
+    task_acc: ``[..., P, K]`` test accuracy of each task (fraction).
+    iterations: ``[P]`` the iteration (1-based) of each point.
+    iterations_per_task: I.
+
+  Returns:
+    ``[..., P]`` the mean accuracy over tasks ``1..k`` at each point.
+
+  Raises:
+    ValueError: shapes that do not match, ``I < 1``, or an iteration < 1.
   """
-  values = np.asarray(values, dtype=np.float64)
-  n = values.shape[axis]
-  mean = values.mean(axis=axis)
-  if n < 2:
-    return mean, np.full_like(mean, np.nan)
-  return mean, values.std(axis=axis, ddof=1) / math.sqrt(n)
+  task_acc = np.asarray(task_acc, dtype=np.float64)
+  iterations = np.asarray(iterations)
+  if iterations_per_task < 1:
+    raise ValueError(f"iterations_per_task={iterations_per_task}: must be >= 1.")
+  if task_acc.ndim < 2 or iterations.shape != task_acc.shape[-2:-1]:
+    raise ValueError(
+        f"task_acc {task_acc.shape} must be [..., P, K] with P ="
+        f" len(iterations) = {iterations.shape}."
+    )
+  if iterations.size and iterations.min() < 1:
+    raise ValueError(f"iterations start at 1; got {iterations.min()}.")
+  k = task_acc.shape[-1]
+  seen = np.clip(-(-iterations // iterations_per_task), 1, k)  # ⌈t / I⌉
+  mask = np.arange(k)[None, :] < seen[:, None]  # [P, K]
+  return (task_acc * mask).sum(axis=-1) / seen
 
 
 def _to_json(x):

@@ -1,7 +1,5 @@
 """Metrics on hand-computed curves."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -59,12 +57,15 @@ def test_de_lange_metrics_by_hand():
   np.testing.assert_allclose(m["final_acc_all"], (0.88 + 0.85 + 0.95) / 3)
 
 
-def test_mean_and_stderr():
-  mean, se = metrics.mean_and_stderr(np.array([1.0, 2.0, 3.0, 6.0]))
-  assert mean == 3.0
-  np.testing.assert_allclose(se, np.std([1, 2, 3, 6], ddof=1) / 2)
-  _, se_one = metrics.mean_and_stderr(np.array([1.0]))
-  assert math.isnan(se_one)
+def test_seen_tasks_accuracy_averages_tasks_one_to_k():
+  task_acc = np.array([[[0.9, 0.1, 0.0], [0.8, 0.5, 0.2], [0.7, 0.6, 0.3], [0.6, 0.7, 0.9]]])
+  # I = 2: iterations 1, 2 are task 1; 3 is task 2; 6 is task 3.
+  seen = metrics.seen_tasks_accuracy(task_acc, [1, 2, 3, 6], 2)
+  np.testing.assert_allclose(seen, [[0.9, 0.8, 0.65, (0.6 + 0.7 + 0.9) / 3]])
+  with pytest.raises(ValueError, match="len\\(iterations\\)"):
+    metrics.seen_tasks_accuracy(task_acc, [1, 2, 3], 2)
+  with pytest.raises(ValueError, match="iterations start at 1"):
+    metrics.seen_tasks_accuracy(task_acc, [0, 2, 3, 6], 2)
 
 
 def test_summarize_separates_per_seed_from_mean_curve():
