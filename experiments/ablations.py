@@ -5,16 +5,16 @@
     python experiments/ablations.py --remake docs/analysis/ablations_split_mnist   # outputs from saved curves
 
 On one benchmark (its config: iterations, lr, γ, g0, η, batch; five seeds),
-trains (:data:`ngm_jax.analysis.ABLATIONS`):
+trains (:data:`experiments.ablation_registry.ABLATIONS`):
 
 - ``ngm_sgd``; the constant-gain ablation ``g0_sgd`` at g0 = 1 (``g0_sgd_1``)
   and at NGM-SGD's time-averaged gain ḡ (``g0_sgd_mean``; ḡ computed from the
-  ``ngm_sgd`` curves of this run, :func:`ngm_jax.analysis.time_averaged_gain`);
+  ``ngm_sgd`` curves of this run, :func:`ngm_jax.gain_analysis.time_averaged_gain`);
 - ``entropy_lr_sgd``: NGM's step-size rule lr·g² without ``W_eff = g·W``,
   its gain following its own network's entropy;
 - ``replayed_lr_sgd``: NGM-SGD's exact step sizes lr·g(t)² without
   ``W_eff = g·W``: each seed replays the gain its ``ngm_sgd`` run had
-  (:func:`ngm_jax.analysis.gain_schedule`, :func:`ngm_jax.gain.replayed_gain_sgd`);
+  (:func:`ngm_jax.gain_analysis.gain_schedule`, :func:`ngm_jax.gain.replayed_gain_sgd`);
 - ``msgd_reset``, ``adam_reset``: oracle optimizer-state resets at task
   boundaries (they use task identity);
 - ``ngm_msgd``, ``ngm_adam``: the gain on top of momentum SGD and Adam;
@@ -51,12 +51,19 @@ import jax
 import numpy as np
 
 from experiments import configs
-from ngm_jax import analysis, plots_analysis, results
+from experiments.ablation_registry import (ABLATIONS, ablation_table, ablation_variants,
+                                           comparison_table)
+from experiments.saved_runs import load_run, reusable_curves
+from ngm_jax import results
 from ngm_jax.benchmarks import model_setup
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.experiment import report, run_benchmark
+from ngm_jax.failures import failed_seeds, failed_seeds_note
+from ngm_jax.gain_analysis import TimeAveragedGain, gain_schedule, time_averaged_gain
+from ngm_jax.plots import COLOURS
+from ngm_jax.plots_ablation import plot_ablation
 from ngm_jax.streams import load_benchmark, subsample_test
-from ngm_jax.train import TrainConfig, curve_iterations, task1_eval_size
+from ngm_jax.train import curve_iterations, task1_eval_size
 
 #: Task-1 evaluation size per benchmark, as in the main runs (None: all).
 TASK1_LIMIT = {"rotated_mnist": 2000}
@@ -67,17 +74,34 @@ GROUPS = {
     "momentum SGD": ("ngm_sgd", "msgd", "msgd_reset", "ngm_msgd"),
     "Adam": ("ngm_sgd", "adam", "adam_reset", "ngm_adam"),
 }
+#: ``(colour, line style)`` of each ablation label in the figures: the paper's
+#: colours for NGM-SGD, MSGD, Adam, SGD and the constant gain (purple: solid at
+#: ḡ, dashed at g0 = 1); resets dashed.
+ABLATION_STYLES = {
+    "ngm_sgd": (COLOURS["ngm_sgd"], "-"),
+    "g0_sgd_mean": (COLOURS["g0_sgd"], "-"),
+    "g0_sgd_1": (COLOURS["g0_sgd"], "--"),
+    "entropy_lr_sgd": ("tab:red", "-"),
+    "replayed_lr_sgd": ("tab:red", "--"),
+    "sgd": (COLOURS["sgd"], "-"),
+    "msgd": (COLOURS["msgd"], "-"),
+    "msgd_reset": ("tab:cyan", "--"),
+    "ngm_msgd": ("tab:brown", "-"),
+    "adam": (COLOURS["adam"], "-"),
+    "adam_reset": ("tab:olive", "--"),
+    "ngm_adam": ("tab:pink", "-"),
+}
 _OVERRIDES = {"iterations_per_task": int, "batch_size": int, "eval_every": int,
               "task_eval_every": int}
 
 
 def _variants(text: str) -> tuple[str, ...]:
   names = tuple(n.strip() for n in text.split(",") if n.strip())
-  unknown = [n for n in names if n not in analysis.ABLATIONS]
+  unknown = [n for n in names if n not in ABLATIONS]
   if unknown or not names:
     raise argparse.ArgumentTypeError(
         f"unknown variant(s) {unknown or text!r}; choose from"
-        f" {', '.join(analysis.ABLATIONS)} (comma-separated).")
+        f" {', '.join(ABLATIONS)} (comma-separated).")
   return names
 
 
@@ -108,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="output folder (default: docs/analysis/ablations_<benchmark>)")
   parser.add_argument("--reuse", nargs="+", default=(), metavar="DIR",
                       help="saved run folders whose identical variants are reused instead of trained")
-  parser.add_argument("--variants", type=_variants, default=tuple(analysis.ABLATIONS),
-                      help=f"comma-separated subset (default all: {','.join(analysis.ABLATIONS)})")
+  parser.add_argument("--variants", type=_variants, default=tuple(ABLATIONS),
+                      help=f"comma-separated subset (default all: {','.join(ABLATIONS)})")
   parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--eval-task1-limit", type=_limit, default=None, metavar="N",
                       help="evaluate Task 1 on its first N test images, or 'all'"
@@ -120,33 +144,6 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
   return parser
-
-
-def _load_source(folder: str) -> tuple[dict, dict, dict]:
-  path = Path(folder)
-  if not (path / "run.json").exists() or not (path / "curves.npz").exists():
-    raise ValueError(f"--reuse {folder}: holds no saved run (needs run.json and curves.npz).")
-  meta = results.read_json(path / "run.json")
-  curves, iterations = results.load_curves(path / "curves.npz")
-  return meta, curves, iterations
-
-
-def _find(sources, optimizer: str, config: TrainConfig, protocol, iterations, num_seeds):
-  """``(curves, source description, reason)`` of the first identical saved variant."""
-  reasons = []
-  for folder, (meta, curves, its) in sources.items():
-    label, reason = analysis.find_reusable(meta, optimizer, config, protocol)
-    if label is not None and label not in curves:
-      label, reason = None, f"{label} not finished (no curves yet)"
-    if label is not None:
-      same_axes = all(np.array_equal(its.get(k), v) for k, v in iterations.items())
-      if not same_axes or curves[label]["task1_acc"].shape[0] != num_seeds:
-        label, reason = None, f"{label}: curves of another shape"
-    if label is not None:
-      finished = "" if "wall_s" in meta else "; that run was still in progress"
-      return curves[label], f"reused: {folder} ({label}{finished})", ""
-    reasons.append(f"{folder}: {reason}")
-  return None, "", "; ".join(reasons)
 
 
 def _train(stream, variants, config, num_seeds, out, setup, args, extra_meta,
@@ -174,13 +171,13 @@ def run(args: argparse.Namespace) -> Path:
   out = Path(args.out or f"docs/analysis/ablations_{args.benchmark}")
   if (out / "curves.npz").exists() and not args.overwrite:
     raise ValueError(f"{out} already holds ablations; pass --overwrite or choose another --out.")
-  sources = {folder: _load_source(folder) for folder in args.reuse}
+  sources = {folder: load_run(folder, option="--reuse") for folder in args.reuse}
   labels = list(args.variants)
   for needs_ngm in ("g0_sgd_mean", "replayed_lr_sgd"):
     if needs_ngm in labels and "ngm_sgd" not in labels:
       labels.insert(0, "ngm_sgd")
       print(f"note: {needs_ngm} needs NGM-SGD's gain curves; adding ngm_sgd.")
-  labels = [l for l in analysis.ABLATIONS if l in labels]
+  labels = [l for l in ABLATIONS if l in labels]
 
   print(f"Loading {args.benchmark} ...", flush=True)
   stream = load_benchmark(args.benchmark, args.data_dir, **config.options)
@@ -205,11 +202,11 @@ def run(args: argparse.Namespace) -> Path:
   curves: dict[str, dict] = {}
   sources_of: dict[str, str] = {}
   after_ngm = ("g0_sgd_mean", "replayed_lr_sgd")  # built from the ngm_sgd curves
-  variants = analysis.ablation_variants(train_config,
-                                        labels=[l for l in labels if l not in after_ngm])
+  variants = ablation_variants(train_config,
+                               labels=[l for l in labels if l not in after_ngm])
   to_train = {}
   for label, (name, cfg) in variants.items():
-    found, where, why = _find(sources, name, cfg, protocol, iterations, num_seeds)
+    found, where, why = reusable_curves(sources, name, cfg, protocol, iterations, num_seeds)
     if found is not None:
       curves[label], sources_of[label] = found, where
     else:
@@ -227,12 +224,12 @@ def run(args: argparse.Namespace) -> Path:
 
   mean_gain = None
   if "g0_sgd_mean" in labels:
-    mean_gain = analysis.time_averaged_gain(curves["ngm_sgd"]["gain"])
+    mean_gain = time_averaged_gain(curves["ngm_sgd"]["gain"])
     per_seed = ", ".join(f"{g:.4f}" for g in mean_gain.per_seed)
     print(f"NGM-SGD time-averaged gain ḡ = {mean_gain.mean:.6f} (per seed: {per_seed};"
           f" from ngm_sgd, {sources_of['ngm_sgd']})")
-    name, cfg = analysis.ablation_variants(train_config, mean_gain.mean, ["g0_sgd_mean"])["g0_sgd_mean"]
-    found, where, why = _find(sources, name, cfg, protocol, iterations, num_seeds)
+    name, cfg = ablation_variants(train_config, mean_gain.mean, ["g0_sgd_mean"])["g0_sgd_mean"]
+    found, where, why = reusable_curves(sources, name, cfg, protocol, iterations, num_seeds)
     print(f"  {'g0_sgd_mean':<15} {where or 'train' + (f' (not reusable: {why})' if why else '')}")
     if found is not None:
       curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = found, where
@@ -244,10 +241,10 @@ def run(args: argparse.Namespace) -> Path:
     variants["g0_sgd_mean"] = (name, cfg)
   if "replayed_lr_sgd" in labels:
     # Never reused: its curves depend on the ngm_sgd curves it replays.
-    schedule = analysis.gain_schedule(curves["ngm_sgd"]["gain"], train_config.g0)
+    schedule = gain_schedule(curves["ngm_sgd"]["gain"], train_config.g0)
     print(f"  {'replayed_lr_sgd':<15} train (replays each seed's ngm_sgd gain, from"
           f" {sources_of['ngm_sgd']})")
-    variant = analysis.ablation_variants(train_config, labels=["replayed_lr_sgd"])
+    variant = ablation_variants(train_config, labels=["replayed_lr_sgd"])
     trained, t = _train(stream, variant, train_config, num_seeds, out / "trained_replayed",
                         setup, args, extra_meta,
                         seed_hyperparams={"replayed_lr_sgd": {"schedule": schedule}})
@@ -319,7 +316,7 @@ def remake(out: str | Path) -> Path:
   mean_gain = None
   if "mean_gain" in meta:
     m = meta["mean_gain"]
-    mean_gain = analysis.TimeAveragedGain(m["value"], np.asarray(m["per_seed"]), m["stderr"])
+    mean_gain = TimeAveragedGain(m["value"], np.asarray(m["per_seed"]), m["stderr"])
   metrics = report(out)
   _write_ablation_outputs(out, meta, metrics, curves, iterations, mean_gain)
   return out
@@ -330,7 +327,7 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
   k, i = meta["num_tasks"], meta["train"]["iterations_per_task"]
   s = len(meta["seeds"])
   train = meta["train"]
-  failed = {l: analysis.failed_seeds(c, meta.get("num_classes")) for l, c in curves.items()}
+  failed = {l: failed_seeds(c, meta.get("num_classes")) for l, c in curves.items()}
   without_failed = results.metrics_of_kept_seeds(curves, failed, iterations, k, i)
   names = {}
   if mean_gain is not None:
@@ -357,7 +354,7 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
     notes.append(f"{', '.join(resets)} reset the optimizer state at every task boundary: the"
                  " only place task identity is used (an oracle).")
   if any(bad.any() for bad in failed.values()):
-    notes.append(analysis.failed_seeds_note(failed, meta.get("num_classes"))
+    notes.append(failed_seeds_note(failed, meta.get("num_classes"))
                  + " Paired differences leave out seeds where either variant failed.")
   reused = [l for l, src in meta["sources"].items() if src.startswith("reused")]
   if reused:
@@ -370,11 +367,11 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
       "\n".join(f"- {n}" for n in notes),
       f"**Task-1 metrics (%), mean ± standard error over {s} seeds** (each metric on each"
       " seed's curve; avg-SG: lower is a smaller stability gap):",
-      analysis.ablation_table(metrics, meta["sources"], names, failed, without_failed).rstrip(),
+      ablation_table(metrics, meta["sources"], names, failed, without_failed).rstrip(),
       "**Paired differences a − b over the same seeds, percentage points, mean"
       " [95% CI: ± t(0.975, n − 1) × s.e. over the n seeds used]** (negative ΔavgSG: a has"
       " the smaller gap):",
-      analysis.comparison_table(metrics, names=names, failed=failed).rstrip(),
+      comparison_table(metrics, names=names, failed=failed).rstrip(),
   ]) + "\n"
   (out / "ablations.md").write_text(text)
   results.write_json(out / "ablations.json", {
@@ -384,12 +381,14 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
       "sources": meta["sources"],
   })
   title = f"{meta['benchmark']}: {s} seeds, mean ± s.e."
+  legend = {l: names.get(l, ABLATIONS[l].name if l in ABLATIONS else l) for l in curves}
+  constant_gain = [l for l in curves if l in ABLATIONS and ABLATIONS[l].optimizer == "g0_sgd"]
   figures = {"ablation.png": {"NGM-SGD vs constant gain": ("ngm_sgd", "g0_sgd_mean", "g0_sgd_1")},
              "ablation_variants.png": GROUPS}
   for name, groups in figures.items():
     if any(l in curves for ls in groups.values() for l in ls):
-      plots_analysis.plot_ablation(curves, iterations, k, i, groups, names=names, title=title,
-                                   path=out / name, failed=failed)
+      plot_ablation(curves, iterations, k, i, groups, names=legend, styles=ABLATION_STYLES,
+                    constant_gain=constant_gain, title=title, path=out / name, failed=failed)
   print(text)
 
 

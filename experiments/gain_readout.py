@@ -8,9 +8,9 @@ number, class-incremental (``split_*``) and domain-incremental
 curve ``[S, T]`` of ``--optimizer`` (default ``ngm_sgd``):
 
 - ``ḡ_k``, the mean gain over task ``k``'s block of iterations, per seed
-  (:func:`ngm_jax.analysis.block_mean_gain`);
+  (:func:`ngm_jax.gain_analysis.block_mean_gain`);
 - a least-squares line ``ḡ_k ≈ a + b·k`` per seed, and the slope ``b`` as mean
-  ± ``t(0.975, S−1)``·s.e. over seeds (:func:`ngm_jax.analysis.gain_trend`);
+  ± ``t(0.975, S−1)``·s.e. over seeds (:func:`ngm_jax.gain_analysis.gain_trend`);
 - the same again without the first ``--skip-fraction`` (default half) of
   every block: the settled gain, free of the transient after each boundary
   and, in block 1, of the high-entropy learning from scratch, which otherwise
@@ -27,11 +27,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ngm_jax import analysis, plots_analysis, results
+from experiments.saved_runs import load_run, run_variants
+from ngm_jax import results
+from ngm_jax.gain_analysis import gain_trend
+from ngm_jax.plots_ablation import plot_gain_readout
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,32 +54,45 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def benchmark_kind(name: str) -> str:
+  """``"class-incremental"`` (``split_*``) or ``"domain-incremental"``
+  (``rotated_*``, ``domain_*``).
+
+  Raises:
+    ValueError: a name with none of these prefixes.
+  """
+  if name.startswith("split_"):
+    return "class-incremental"
+  if name.startswith(("rotated_", "domain_")):
+    return "domain-incremental"
+  raise ValueError(
+      f"benchmark {name!r}: cannot tell its kind; names start with split_"
+      " (class-incremental) or rotated_/domain_ (domain-incremental)."
+  )
+
+
 def read_run(folder: str, optimizer: str, level: float, skip_fraction: float = 0.0
              ) -> dict[str, Any]:
   """The block gains and their trend of one saved run (ValueError if unusable):
   ``trend`` over whole blocks, ``settled`` (None when ``skip_fraction`` is 0)
   without the first ``⌊skip_fraction·I⌋`` iterations of every block."""
-  path = Path(folder)
-  if not (path / "run.json").exists() or not (path / "curves.npz").exists():
-    raise ValueError(f"{folder}: holds no saved run (needs run.json and curves.npz).")
-  meta = results.read_json(path / "run.json")
-  curves, _ = results.load_curves(path / "curves.npz")
+  meta, curves, _ = load_run(folder)
   if optimizer not in curves:
     raise ValueError(f"{folder}: no {optimizer!r} curves; it holds {', '.join(curves) or 'none'}.")
   gain = np.asarray(curves[optimizer]["gain"], np.float64)
   if np.all(gain == gain.flat[0]):
     raise ValueError(f"{folder}: the gain of {optimizer!r} is constant ({gain.flat[0]:g});"
                      " choose a gain-modulated variant with --optimizer.")
-  variants = analysis.run_variants(meta)
+  variants = run_variants(meta)
   train = variants.get(optimizer, (optimizer, meta["train"]))[1]
-  trend = analysis.gain_trend(gain, meta["num_tasks"], level)
+  trend = gain_trend(gain, meta["num_tasks"], level)
   skip = int(skip_fraction * train["iterations_per_task"])
-  settled = analysis.gain_trend(gain, meta["num_tasks"], level, skip) if skip else None
+  settled = gain_trend(gain, meta["num_tasks"], level, skip) if skip else None
   return {
       "run": str(folder),
       "finished": "wall_s" in meta,
       "benchmark": meta["benchmark"],
-      "kind": analysis.benchmark_kind(meta["benchmark"]),
+      "kind": benchmark_kind(meta["benchmark"]),
       "optimizer": optimizer,
       "seeds": gain.shape[0],
       "num_tasks": meta["num_tasks"],
@@ -97,6 +113,37 @@ def _jsonable(x):
   if isinstance(x, float) and not math.isfinite(x):
     return None  # e.g. the standard error of a single seed
   return x
+
+
+def gain_trend_table(entries: Sequence[Mapping[str, Any]]) -> str:
+  """Markdown: per run and readout, the mean block gain of each task and the
+  fitted slope.
+
+  Args:
+    entries: dicts with ``benchmark``, ``kind``, ``optimizer``, ``seeds`` (S),
+      ``num_tasks`` (K), ``iterations_per_task`` (I), ``eta`` (η) and a
+      :func:`ngm_jax.gain_analysis.gain_trend` result under ``trend``; a row per entry, whose
+      readout is the whole block, or the block after its first ``skip``
+      iterations.
+  """
+  head = ("| benchmark | kind | optimizer | η | K × I | seeds | readout | mean block gain"
+          " ḡ_k, k = 1..K (± s.e.) | slope (gain/task) | CI of the slope | ḡ |")
+  rows = [head, "|---|---|---|---:|---:|---:|---|---|---:|---|---:|"]
+  for e in entries:
+    tr = e["trend"]
+    blocks = ", ".join(f"{m:.3f} ± {s:.3f}" if math.isfinite(s) else f"{m:.3f}"
+                       for m, s in zip(tr["block_mean"], tr["block_stderr"]))
+    s = tr["slope"]
+    pct = int(round(100 * tr["level"]))
+    ci = ("n/a (1 seed)" if math.isnan(s["half_width"])
+          else f"± {s['half_width']:.4f} ({pct}%: [{s['low']:+.4f}, {s['high']:+.4f}])")
+    skip = tr.get("skip", 0)
+    readout = ("whole block" if not skip
+               else f"iterations {skip + 1}..{e['iterations_per_task']} of each block")
+    rows.append(f"| {e['benchmark']} | {e['kind']} | `{e['optimizer']}` | {e['eta']:g} |"
+                f" {e['num_tasks']} × {e['iterations_per_task']} | {e['seeds']} | {readout} |"
+                f" {blocks} | {s['mean']:+.4f} | {ci} | {tr['time_averaged']:.3f} |")
+  return "\n".join(rows) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,14 +183,14 @@ def main(argv: Sequence[str] | None = None) -> int:
       + " ḡ: the gain averaged over all iterations and seeds. Runs: "
       + ", ".join(f"{e['run']}" + ("" if e["finished"] else " (unfinished)") for e in entries)
       + ".",
-      analysis.gain_trend_table(
+      gain_trend_table(
           [r for e in entries for r in (e, {**e, "trend": e["settled"]}) if r["trend"]]).rstrip(),
   ]) + "\n"
   (out / "table.md").write_text(table)
   results.write_json(out / "gain_readout.json", {
       "level": args.level, "skip_fraction": args.skip_fraction, "command": results.command_line(),
       "runs": [_jsonable(e) for e in entries]})
-  plots_analysis.plot_gain_readout(
+  plot_gain_readout(
       entries,
       title=f"mean gain per task block ({entries[0]['optimizer']}): mean ± s.e. over seeds;"
             f" slope ± {pct}% CI",

@@ -1,19 +1,26 @@
-"""Figures in the paper's form (matplotlib, Agg backend; no screen needed)."""
+"""Figures in the paper's form: the stability-gap figure, and the pieces every
+figure shares (colours, the mean ± s.e. band, the figure itself).
+
+Figures are :class:`matplotlib.figure.Figure` objects made without
+``matplotlib.pyplot``: drawing never selects or changes the process's
+backend, opens a window, or leaves figures in pyplot's registry, and saving
+a PNG needs no screen. A returned figure shows itself in Jupyter; save it
+with ``fig.savefig(path)``.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.figure import Figure
 import numpy as np
 
-from ngm_jax.metrics import mean_and_stderr, task_blocks
+from ngm_jax.metrics import task_blocks
+from ngm_jax.stats import mean_and_stderr
 
-__all__ = ["COLOURS", "LABELS", "mean_band", "without_diverged_seeds", "plot_stability_gap"]
+__all__ = ["COLOURS", "LABELS", "new_figure", "finish", "mean_band", "without_diverged_seeds",
+           "plot_stability_gap"]
 
 #: The paper's colours.
 COLOURS = {
@@ -32,13 +39,49 @@ LABELS = {
 }
 
 
+def new_figure(**kwargs) -> Figure:
+  """A figure outside pyplot (``kwargs`` as for :class:`~matplotlib.figure.Figure`)."""
+  return Figure(**kwargs)
+
+
+def finish(fig: Figure, path: str | os.PathLike | None, tight: bool = True):
+  """Saves ``fig`` to ``path`` (PNG at 150 dpi, cropped to everything drawn,
+  so no title or label is clipped) and returns None; without a path, returns
+  ``fig``. ``tight``: apply :meth:`~matplotlib.figure.Figure.tight_layout`
+  first (leave False for a figure made with a layout engine)."""
+  if tight:
+    fig.tight_layout()
+  if path is None:
+    return fig
+  fig.savefig(path, dpi=150, bbox_inches="tight")
+  return None
+
+
 def mean_band(ax, x, values, colour, label, ls="-", alpha=0.25):
   """The mean over seeds (axis 0) of ``values`` ``[S, len(x)]`` as a line, with
-  a ± one standard error band (for two or more seeds); returns ``(mean, se)``."""
+  a ± one standard error band (for two or more seeds); returns ``(mean, se)``.
+
+  On a log-scale axis (set before calling) the band's lower edge stays
+  positive, so the axis is not stretched down to ~1e-17. ``mean − s.e.`` is
+  never below the lowest seed's value (with ``y_i = x_i − min_j x_j >= 0``,
+  ``(Σ y_i)² >= Σ y_i²`` gives ``mean(y) >= s.e.(y)``), but rounding can put
+  it there, or leave a ~1e-16 remainder where the lowest seed is at 0 (a
+  loss of exactly 0): the edge is raised to the lowest seed's value, and
+  where it is then within rounding of 0, drawn at the smallest positive
+  value of the band.
+  """
   mean, se = mean_and_stderr(values, axis=0)
   ax.plot(x, mean, color=colour, ls=ls, lw=1.2, label=label)
   if values.shape[0] > 1:
-    ax.fill_between(x, mean - se, mean + se, color=colour, alpha=alpha, lw=0)
+    low, high = mean - se, mean + se
+    if ax.get_yscale() == "log":
+      low = np.maximum(low, np.min(values, axis=0))
+      zero = low <= 64 * np.finfo(np.float64).eps * np.abs(high)  # rounding of mean − s.e.
+      shown = np.concatenate([low[~zero], mean, high])
+      shown = shown[np.isfinite(shown) & (shown > 0)]
+      if shown.size:
+        low = np.where(zero, shown.min(), low)
+    ax.fill_between(x, low, high, color=colour, alpha=alpha, lw=0)
   return mean, se
 
 
@@ -84,18 +127,20 @@ def plot_stability_gap(
     iterations: ``{"task1": [P], "step": [T]}`` iteration of each point.
     num_tasks, iterations_per_task: K and I.
     title: figure title.
-    path: if given, the figure is saved there (PNG at 150 dpi) and closed.
+    path: if given, the figure is saved there (:func:`finish`).
     optimizers: which optimizers to draw, in order (default: all).
     failed: ``{optimizer: [S] bool}``, failed seeds
-      (:func:`ngm_jax.analysis.failed_seeds`), counted in the legend.
+      (:func:`ngm_jax.failures.failed_seeds`), counted in the legend.
 
   Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
+    The :class:`~matplotlib.figure.Figure` (``None`` when saved to ``path``).
   """
   optimizers = list(optimizers or curves)
-  fig, (ax_acc, ax_loss, ax_gain) = plt.subplots(
-      3, 1, figsize=(7, 8), sharex=True, height_ratios=(1.4, 1, 0.8)
-  )
+  # Constrained layout places the legend (over several rows for many
+  # optimizers) above the axes, where nothing overlaps or is cut off.
+  fig = new_figure(figsize=(7, 8), layout="constrained")
+  ax_acc, ax_loss, ax_gain = fig.subplots(3, 1, sharex=True, height_ratios=(1.4, 1, 0.8))
+  ax_loss.set_yscale("log")  # before the bands: mean_band keeps their lower edge positive
   x_eval, x_step = iterations["task1"], iterations["step"]
   settled_values, minima = [], []
   failed = failed or {}
@@ -137,7 +182,6 @@ def plot_stability_gap(
                       textcoords="offset points", color=colour, fontsize=7)
   ax_acc.set_ylabel("Task-1 test accuracy (%)")
   ax_loss.set_ylabel("Task-1 test loss (nats)")
-  ax_loss.set_yscale("log")
   ax_gain.set_ylabel("gain g")
   ax_gain.set_xlabel("iteration")
   for ax in (ax_acc, ax_loss, ax_gain):
@@ -145,13 +189,9 @@ def plot_stability_gap(
       ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
     ax.grid(alpha=0.2)
   handles, labels = ax_acc.get_legend_handles_labels()
-  fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8,
-             frameon=False, bbox_to_anchor=(0.5, 0.965))
-  if title:
-    fig.suptitle(title, y=0.995)
-  fig.tight_layout(rect=(0, 0, 1, 0.95))
-  if path is not None:
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return None
-  return fig
+  if labels:  # the title heads the legend (a suptitle would overlap an outside legend)
+    fig.legend(handles, labels, loc="outside upper center", ncol=min(len(labels), 5),
+               fontsize=8, frameon=False, title=title or None, title_fontsize=12)
+  elif title:
+    fig.suptitle(title)
+  return finish(fig, path, tight=False)

@@ -1,33 +1,26 @@
-"""Analysis figures (matplotlib, Agg backend): the proof of principle and the
-curvature around task boundaries."""
+"""Figures of the mechanism analyses: the proof of principle (the scalar
+model), the curvature around task boundaries, and NGM-SGD's sensitivity to
+η and γ.
+
+Figures are made outside pyplot (:func:`ngm_jax.plots.new_figure`): drawing
+never touches the process's matplotlib backend.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.patches import Rectangle
 import numpy as np
 
-from ngm_jax.plots import COLOURS, mean_band, without_diverged_seeds
+from ngm_jax.plots import COLOURS, finish, new_figure
 from ngm_jax.two_timescale import loss_landscape
 
-__all__ = ["plot_proof_of_principle", "plot_curvature"]
+__all__ = ["plot_proof_of_principle", "plot_curvature", "plot_sensitivity"]
 
 _NGM = COLOURS["ngm_sgd"]
 _SLOW = COLOURS["sgd"]
-
-
-def _finish(fig, path):
-  fig.tight_layout()
-  if path is not None:
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return None
-  return fig
 
 
 def plot_proof_of_principle(
@@ -50,12 +43,12 @@ def plot_proof_of_principle(
 
   Args:
     result: the dict returned by :func:`~ngm_jax.two_timescale.simulate`.
-    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    path: if given, the figure is saved there (:func:`ngm_jax.plots.finish`).
     span: half-width of the right panel's weight ranges (default
       ``1.5·|T2 − T1| / |x|``, or ``1.5 / |x|`` when ``T1 = T2``).
 
   Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
+    The :class:`~matplotlib.figure.Figure` (``None`` when saved to ``path``).
   """
   s = result["settings"]
   gm, fs, so = (_to_np(result[k]) for k in ("gain_modulated", "fast_slow", "slow_only"))
@@ -64,7 +57,7 @@ def plot_proof_of_principle(
   switch, peak = int(result["switch_step"]), int(result["peak_gain_step"])
   x = float(s["x"])
 
-  fig = plt.figure(figsize=(11, 4.6))
+  fig = new_figure(figsize=(11, 4.6))
   grid = fig.add_gridspec(2, 2, height_ratios=(3, 1), width_ratios=(1.35, 1))
   ax_y = fig.add_subplot(grid[0, 0])
   ax_g = fig.add_subplot(grid[1, 0], sharex=ax_y)
@@ -88,7 +81,7 @@ def plot_proof_of_principle(
   ax_y.legend(loc="upper left", fontsize=7, framealpha=0.9)
   ax_y.set_title("scalar model y = W_eff·x, target switch at step"
                  f" {switch}", fontsize=10)
-  plt.setp(ax_y.get_xticklabels(), visible=False)
+  ax_y.tick_params(labelbottom=False)
   ax_g.plot(steps, gm["gain"], color=_NGM, lw=1.5)
   ax_g.axhline(s["g0"], color="k", lw=0.7, ls=":")
   ax_g.set_ylabel("gain g")
@@ -120,7 +113,7 @@ def plot_proof_of_principle(
   ax_l.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, 0.72))
   ax_l.grid(alpha=0.2)
   ax_l.set_title("loss seen in W and in W_eff at peak gain", fontsize=10)
-  return _finish(fig, path)
+  return finish(fig, path)
 
 
 def _to_np(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -154,19 +147,19 @@ def plot_curvature(
     iterations_per_task: I (the boundaries are multiples of it).
     learning_rate: if given, the ``2/lr`` line is drawn.
     title: figure title.
-    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    path: if given, the figure is saved there (:func:`ngm_jax.plots.finish`).
 
   Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
+    The :class:`~matplotlib.figure.Figure` (``None`` when saved to ``path``).
   """
   field = lambda name: np.array([p[name] for p in points], np.float64)
   it, bound = field("iteration"), field("boundary")
   lam_w, lam_eff, g2 = field("lambda_raw"), field("lambda_eff"), field("gain") ** 2
   gain = np.asarray(gain, np.float64)
   boundaries = sorted(set(bound.astype(int).tolist()))
-  fig, axes = plt.subplots(2, len(boundaries), figsize=(3.1 * len(boundaries) + 1, 5.6),
-                           sharey="row", sharex="col", height_ratios=(1.5, 1),
-                           squeeze=False)
+  fig = new_figure(figsize=(3.1 * len(boundaries) + 1, 5.6))
+  axes = fig.subplots(2, len(boundaries), sharey="row", sharex="col", height_ratios=(1.5, 1),
+                      squeeze=False)
   for col, b in enumerate(boundaries):
     ax_l, ax_g = axes[0, col], axes[1, col]
     sel = bound == b
@@ -197,185 +190,11 @@ def plot_curvature(
   axes[1, 0].legend(loc="lower right", fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
-  return _finish(fig, path)
-
-
-# ----------------------------------------------------------------------------
-# Ablations and the gain readout (curves of ngm_jax.train.make_train)
-
-from ngm_jax.analysis import ABLATIONS, seen_tasks_accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ngm_jax.metrics import mean_and_stderr  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-__all__ += ["ABLATION_STYLES", "plot_ablation", "plot_gain_readout"]
-
-#: ``(colour, line style)`` of each ablation label (:data:`ngm_jax.analysis.ABLATIONS`):
-#: the paper's colours for NGM-SGD, MSGD, Adam, SGD and the constant gain
-#: (purple: solid at ḡ, dashed at g0 = 1); resets dashed.
-ABLATION_STYLES = {
-    "ngm_sgd": (COLOURS["ngm_sgd"], "-"),
-    "g0_sgd_mean": (COLOURS["g0_sgd"], "-"),
-    "g0_sgd_1": (COLOURS["g0_sgd"], "--"),
-    "entropy_lr_sgd": ("tab:red", "-"),
-    "replayed_lr_sgd": ("tab:red", "--"),
-    "sgd": (COLOURS["sgd"], "-"),
-    "msgd": (COLOURS["msgd"], "-"),
-    "msgd_reset": ("tab:cyan", "--"),
-    "ngm_msgd": ("tab:brown", "-"),
-    "adam": (COLOURS["adam"], "-"),
-    "adam_reset": ("tab:olive", "--"),
-    "ngm_adam": ("tab:pink", "-"),
-}
-
-
-def plot_ablation(
-    curves: Mapping[str, Mapping[str, np.ndarray]],
-    iterations: Mapping[str, np.ndarray],
-    num_tasks: int,
-    iterations_per_task: int,
-    groups: Mapping[str, Sequence[str]],
-    names: Mapping[str, str] | None = None,
-    title: str = "",
-    path: str | os.PathLike | None = None,
-    failed: Mapping[str, np.ndarray] | None = None,
-):
-  """The paper's ablation figure: one column per group of variants, three rows.
-
-  Top, the test accuracy over all tasks seen so far (%, from ``task_acc``
-  ``[S, P, K]``, :func:`ngm_jax.analysis.seen_tasks_accuracy`); middle,
-  Task-1 test accuracy (%), each column zoomed on its own dips; bottom, the
-  gain ``g`` (variants whose gain is identically 1 are left out of this row,
-  except the constant-gain ablation ``g0_sgd``). Lines are the mean over
-  seeds, bands ± one standard error; dotted lines mark task boundaries. Seeds
-  whose training loss became non-finite are left out of the mean, and the
-  legend counts the ``failed`` seeds of a variant.
-
-  Args:
-    curves: ``{label: {"task_acc", "task1_acc", "gain": [S, ...]}}``.
-    iterations: ``{"tasks": [P], "task1": [P1], "step": [T]}``.
-    num_tasks, iterations_per_task: K and I.
-    groups: ``{column title: [labels]}``; labels missing from ``curves`` are
-      skipped.
-    names: legend names (default :data:`ngm_jax.analysis.ABLATIONS`' names).
-    title: figure title.
-    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
-    failed: ``{label: [S] bool}`` (:func:`ngm_jax.analysis.failed_seeds`),
-      counted in the legend.
-
-  Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
-
-  Raises:
-    ValueError: no group has a label present in ``curves``.
-  """
-  names, failed = names or {}, failed or {}
-  groups = {t: [l for l in ls if l in curves] for t, ls in groups.items()}
-  groups = {t: ls for t, ls in groups.items() if ls}
-  if not groups:
-    raise ValueError(f"plot_ablation: no group names a variant of the curves ({', '.join(curves)}).")
-  cols = len(groups)
-  fig, axes = plt.subplots(3, cols, figsize=(4.6 * cols + 0.6, 8), sharex=True,
-                           height_ratios=(1.1, 1.4, 0.8), squeeze=False)
-  for col, (group, labels) in enumerate(groups.items()):
-    ax_seen, ax_t1, ax_gain = axes[:, col]
-    lowest = 1.0e9
-    for label in labels:
-      colour, ls = ABLATION_STYLES.get(label, (None, "-"))
-      name = names.get(label, ABLATIONS[label].name if label in ABLATIONS else label)
-      c, name = without_diverged_seeds(curves[label], name, int(np.sum(failed.get(label, 0))))
-      if c is None:
-        continue
-      seen = 100 * seen_tasks_accuracy(c["task_acc"], iterations["tasks"], iterations_per_task)
-      mean_band(ax_seen, iterations["tasks"], seen, colour, name, ls=ls, alpha=0.2)
-      acc = 100 * np.asarray(c["task1_acc"], np.float64)
-      mean, se = mean_band(ax_t1, iterations["task1"], acc, colour, name, ls=ls, alpha=0.2)
-      settled = iterations["task1"] > iterations_per_task / 5
-      lowest = min(lowest, float(np.min((mean - np.nan_to_num(se))[settled])))
-      gain = np.asarray(c["gain"], np.float64)
-      constant_gain = label in ABLATIONS and ABLATIONS[label].optimizer == "g0_sgd"
-      if constant_gain or not np.all(gain == 1.0):
-        mean_band(ax_gain, iterations["step"], gain, colour, name, ls=ls, alpha=0.2)
-    ax_seen.set_title(group, fontsize=10)
-    ax_t1.set_ylim(max(0.0, lowest - 2.0), 100.5)
-    ax_t1.legend(loc="lower left", fontsize=7)
-    ax_gain.set_xlabel("iteration")
-    for ax in (ax_seen, ax_t1, ax_gain):
-      for k in range(1, num_tasks):
-        ax.axvline(k * iterations_per_task, color="k", ls=":", lw=0.8)
-      ax.grid(alpha=0.2)
-  axes[0, 0].set_ylabel("accuracy, seen tasks (%)")
-  axes[1, 0].set_ylabel("Task-1 test accuracy (%)")
-  axes[2, 0].set_ylabel("gain g")
-  if title:
-    fig.suptitle(title, fontsize=10)
-  return _finish(fig, path)
-
-
-def plot_gain_readout(
-    entries: Sequence[Mapping[str, Any]],
-    title: str = "",
-    path: str | os.PathLike | None = None,
-):
-  """Mean block gain ``ḡ_k`` against the task index ``k``, one panel per run.
-
-  Each panel shows every seed's block gains (small dots), their mean ± one
-  standard error (error bars) and the fitted line ``a + b·k`` (mean
-  intercept and slope over seeds), titled with the slope and its confidence
-  interval. An entry with a second readout under ``settled`` (the gain of
-  each block without its first iterations, :func:`ngm_jax.analysis.gain_trend`
-  with ``skip``) adds it in open squares with a dashed line.
-
-  Args:
-    entries: dicts with ``benchmark``, ``kind``, ``optimizer``, a
-      :func:`ngm_jax.analysis.gain_trend` result under ``trend`` and
-      optionally another under ``settled``; class-incremental runs are best
-      listed before domain-incremental ones.
-    title: figure title.
-    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
-
-  Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
-  """
-  if not entries:
-    raise ValueError("plot_gain_readout: no runs to plot.")
-  fig, axes = plt.subplots(1, len(entries), figsize=(4.6 * len(entries) + 0.6, 4.4),
-                           squeeze=False)
-  for ax, e in zip(axes[0], entries):
-    lines = [f"{e['benchmark']} ({e['kind']})"]
-    readouts = [("whole block", e["trend"], "o", "-", 0.0)]
-    if e.get("settled") is not None:
-      skip = e["settled"]["skip"]
-      end = e.get("iterations_per_task", "I")
-      readouts.append((f"its {skip + 1}-{end} of each block", e["settled"], "s", "--", 0.08))
-    for name, tr, marker, ls, dx in readouts:
-      blocks = np.asarray(tr["block_gain"], np.float64)
-      k = np.arange(1, blocks.shape[1] + 1)
-      for row in blocks:
-        ax.plot(k + dx, row, marker, color=_NGM, alpha=0.3, ms=3, mfc="none" if dx else None)
-      se = np.nan_to_num(np.asarray(tr["block_stderr"], np.float64))
-      ax.errorbar(k + dx, tr["block_mean"], yerr=se, fmt=marker, color=_NGM, ms=6, capsize=4,
-                  mfc="none" if dx else _NGM,
-                  label=f"{name}: mean ± s.e. ({blocks.shape[0]} seeds)")
-      s = tr["slope"]
-      ax.plot(k + dx, tr["intercept"] + s["mean"] * k, ls=ls, color="k", lw=1,
-              label=f"{name}: fitted line")
-      ci = ("" if np.isnan(s["half_width"])
-            else f" ± {s['half_width']:.3f} ({int(round(100 * tr['level']))}% CI)")
-      lines.append(f"{name.replace(' of each block', '')}: slope {s['mean']:+.3f}{ci}/task")
-    ax.set_title("\n".join(lines), fontsize=8)
-    ax.set_xticks(k)
-    ax.set_xlabel("task k")
-    ax.grid(alpha=0.2)
-    ax.legend(loc="best", fontsize=6)
-  axes[0, 0].set_ylabel(f"mean gain in task block, ḡ_k ({entries[0]['optimizer']})")
-  if title:
-    fig.suptitle(title, fontsize=10)
-  return _finish(fig, path)
+  return finish(fig, path)
 
 
 # ----------------------------------------------------------------------------
 # Sensitivity of NGM-SGD to η and γ (grids of ngm_jax.sweep.grid_metrics)
-
-__all__ += ["plot_sensitivity"]
 
 _GRID_LABELS = {
     "avg_acc": "avg-ACC (%)",
@@ -412,14 +231,16 @@ def plot_sensitivity(
     metrics: which metrics to draw, in order.
     default: ``(η, γ)`` to box, if it is on the grid.
     title: figure title.
-    path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    path: if given, the figure is saved there (:func:`ngm_jax.plots.finish`).
 
   Returns:
-    The matplotlib figure (``None`` when saved to ``path``).
+    The :class:`~matplotlib.figure.Figure` (``None`` when saved to ``path``).
   """
   etas, gammas = list(etas), list(gammas)
-  fig, axes = plt.subplots(1, len(metrics), figsize=(0.95 * len(gammas) * len(metrics) + 2.2,
-                                                     0.5 * len(etas) + 1.8), squeeze=False)
+  # Constrained layout keeps the title, the colour bars and the γ labels inside.
+  fig = new_figure(figsize=(0.95 * len(gammas) * len(metrics) + 2.2, 0.5 * len(etas) + 1.8),
+                   layout="constrained")
+  axes = fig.subplots(1, len(metrics), squeeze=False)
   for ax, name in zip(axes[0], metrics):
     mean = 100 * np.asarray(grids[name]["mean"], np.float64)
     se = 100 * np.asarray(grids[name]["stderr"], np.float64)
@@ -436,7 +257,7 @@ def plot_sensitivity(
                 color="k" if bright else "w")
     if default is not None and default[0] in etas and default[1] in gammas:
       i, j = etas.index(default[0]), gammas.index(default[1])
-      ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
+      ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:red", lw=2))
     ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])
     ax.set_yticks(range(len(etas)), [f"{e:g}" for e in etas])
     ax.set_xlabel("γ (gain retention per step)")
@@ -444,4 +265,4 @@ def plot_sensitivity(
     ax.set_title(_GRID_LABELS.get(name, name), fontsize=10)
   if title:
     fig.suptitle(title, fontsize=10)
-  return _finish(fig, path)
+  return finish(fig, path, tight=False)
