@@ -122,6 +122,19 @@ def _json(x):
   return [_json(v) for v in x]
 
 
+def _machine(record) -> str:
+  """The machine a saved sweep ran on, as its record states it: JAX's device,
+  the CPU count, and the 1-min load average before and after the sweep (how
+  busy the machine was; e.g. other jobs on the same cores)."""
+  cores = record.get("cpu_count")
+  parts = [record.get("device", "device not recorded"),
+           f"{cores} CPU cores" if cores else "CPU count not recorded"]
+  load = record.get("timing", {}).get("sweep", {}).get("load_avg_1min")
+  if load:
+    parts.append(f"1-min load average {load[0]:.1f} before the sweep, {load[1]:.1f} after")
+  return ", ".join(parts)
+
+
 def _run(args, etas, gammas, num_separate, config, base, stream, out: Path) -> None:
   """Trains the sweep and the separate runs; writes curves.npz and sensitivity.json."""
   k = stream.num_tasks
@@ -257,7 +270,7 @@ def write_report(out: str | Path) -> dict:
             for m in ("avg_sg", "avg_acc", "avg_min_acc", "wc_acc")]
   timing = record["timing"]
   sw = timing["sweep"]
-  lines = [f"**Wall time** ({record['device']}, {record['cpu_count']} cores, shared):", "",
+  lines = [f"**Wall time** ({_machine(record)}):", "",
            f"- sweep, one program ({num_settings * num_seeds} runs): {sw['wall_s']:.1f} s"
            f" (compile {sw['compile_s']:.1f} s, run {sw['run_s']:.1f} s)"]
   if "separate" in timing:
