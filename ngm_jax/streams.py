@@ -15,9 +15,10 @@ Benchmarks (:data:`BENCHMARKS`, built by :func:`load_benchmark`):
   the ``t``-th fine class of each superclass.
 * ``split_miniimagenet``: ``num_tasks`` tasks of ``classes_per_task`` classes.
 
-Before putting a stream on an accelerator, :func:`check_fits` compares the
-bytes its arrays need with the device's memory; :func:`subsample_test` keeps a
-fixed random subset of each task's test set.
+:func:`subsample_test` keeps a fixed random subset of each task's test set.
+Rotation is :mod:`ngm_jax.transforms`; the check that a stream fits on the
+device (:func:`check_fits`) is :mod:`ngm_jax.memory`; both are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from ngm_jax.data import (
     load_miniimagenet,
     load_mnist,
 )
-from ngm_jax.transforms import rotate_images  # re-exported (lives in transforms)
+# Re-exported from the modules they live in (rotation; the memory check).
+from ngm_jax.memory import (
+    DatasetTooLargeError,
+    check_fits,
+    device_memory_bytes,
+    stream_nbytes,
+)
+from ngm_jax.transforms import rotate_images
 
 __all__ = [
     "TaskStream",
@@ -190,7 +198,8 @@ def split_by_classes(
   """Class-incremental stream: task ``k`` holds the classes ``class_groups[k]``.
 
   Labels are kept as they are (one shared head over all classes). Within a
-  task, examples keep their stored order.
+  task, examples keep their stored order. Images keep their shape,
+  ``[N, H, W]`` or ``[N, H, W, C]`` (checked by :class:`ImageDataset`).
   """
   groups = [tuple(int(c) for c in g) for g in class_groups]
   flat = [c for g in groups for c in g]
@@ -217,10 +226,32 @@ def split_by_classes(
   )
 
 
+def _single_channel(data: ImageDataset, name: str) -> ImageDataset:
+  """``data`` with images ``[N, H, W]``: a trailing channel axis of size 1 is
+  dropped (a view, no copy), as the MNIST model expects; more channels are an
+  error."""
+  shape = data.train_images.shape
+  if len(shape) == 3:
+    return data
+  if shape[-1] != 1:
+    raise ValueError(
+        f"{name}: images of shape {shape} have {shape[-1]} channels; MNIST"
+        " streams need one ([N, H, W] or [N, H, W, 1])."
+    )
+  return data._replace(
+      train_images=data.train_images[..., 0], test_images=data.test_images[..., 0]
+  )
+
+
 def split_mnist(data: ImageDataset) -> TaskStream:
-  """Split MNIST: 5 tasks {0,1}, {2,3}, {4,5}, {6,7}, {8,9}; 10-way head."""
+  """Split MNIST: 5 tasks {0,1}, {2,3}, {4,5}, {6,7}, {8,9}; 10-way head.
+
+  Images ``[N, 28, 28]`` or ``[N, 28, 28, 1]``; the stream's are
+  ``[N, 28, 28]`` either way.
+  """
   return split_by_classes(
-      data, [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], "split_mnist", 10
+      _single_channel(data, "split_mnist"),
+      [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], "split_mnist", 10,
   )
 
 
@@ -305,7 +336,7 @@ def split_miniimagenet(
 ) -> TaskStream:
   """Split mini-ImageNet: task ``t`` holds classes
   ``t*classes_per_task .. (t+1)*classes_per_task - 1`` (class order as in
-  :func:`ngm_jax.data.read_miniimagenet_pickles`).
+  :func:`ngm_jax.pickles.read_miniimagenet_pickles`).
 
   The head has ``num_tasks * classes_per_task`` outputs (50 by default); the
   labels stay the class ids. Task names are the class ranges, e.g. ``"0-9"``.
@@ -341,6 +372,8 @@ def rotated(
 ) -> TaskStream:
   """Domain-incremental stream: task ``k`` is every image rotated
   counter-clockwise by ``angles[k]`` degrees, all labels in every task.
+  Images ``[N, H, W]`` or ``[N, H, W, C]`` keep their shape (every channel is
+  rotated alike).
 
   ``interpolation`` is :func:`ngm_jax.transforms.rotate_images`'s:
   ``"nearest"`` (torchvision's / Pillow's ``rotate``, pixel for pixel) or
@@ -367,7 +400,10 @@ def rotated_mnist(
   ``interpolation="nearest"`` (default) gives the pixels of torchvision's
   ``rotate`` (Pillow's nearest-neighbour rotation about the image centre,
   fill 0); ``"bilinear"`` is the rotation of this library's earlier runs.
+  Images ``[N, 28, 28]`` or ``[N, 28, 28, 1]``; the stream's are
+  ``[N, 28, 28]`` either way.
   """
+  data = _single_channel(data, "rotated_mnist")
   return rotated(data, angles, "rotated_mnist", 10, interpolation)
 
 
@@ -523,90 +559,3 @@ def load_benchmark(
   load_params = inspect.signature(load).parameters
   data = load(data_dir, **{k: v for k, v in values.items() if k in load_params})
   return build(data, **options)
-
-
-# ----------------------------------------------------------------------------
-# Will it fit on the device?
-
-
-class DatasetTooLargeError(ValueError):
-  """A stream's arrays would not fit in the device's memory."""
-
-
-def stream_nbytes(stream: TaskStream) -> int:
-  """Bytes the trainer puts on the device for ``stream``: uint8 images and
-  int32 labels of train and test, the task ends, and an int32 task id per
-  test row."""
-  arrays = (
-      stream.train_images, stream.train_labels, stream.train_task_ends,
-      stream.test_images, stream.test_labels, stream.test_task_ends,
-  )
-  return int(sum(np.asarray(a).nbytes for a in arrays)) + 4 * len(stream.test_labels)
-
-
-def device_memory_bytes(device: Any = None) -> tuple[int, str]:
-  """The memory of ``device`` (default ``jax.devices()[0]``) in bytes, and
-  what it is: the allocator's ``bytes_limit`` where the device reports one
-  (GPU), else the host's physical memory (CPU).
-  """
-  device = jax.devices()[0] if device is None else device
-  try:
-    stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    stats = None  # CPU devices report nothing (or raise)
-  if stats and stats.get("bytes_limit"):
-    platform = str(getattr(device, "platform", "device")).upper()
-    return int(stats["bytes_limit"]), f"{platform} memory of {device}"
-  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-  return int(host), "host physical memory"
-
-
-def _gib(n: float) -> str:
-  return f"{n / 2**30:.2f} GiB"
-
-
-def check_fits(
-    stream_or_nbytes: TaskStream | int,
-    device: Any = None,
-    fraction: float = 0.5,
-) -> int:
-  """Raises rather than running out of memory if the data would not fit.
-
-  Compares the bytes the stream's arrays need on the device
-  (:func:`stream_nbytes`) with ``fraction`` of the device's memory
-  (:func:`device_memory_bytes`); the rest is left for parameters, optimizer
-  states of every vmapped seed, and activations.
-
-  Args:
-    stream_or_nbytes: a :class:`TaskStream`, or a number of bytes.
-    device: a JAX device (anything with ``memory_stats()``); default
-      ``jax.devices()[0]``.
-    fraction: the share of the device's memory the data may use, in (0, 1].
-
-  Returns:
-    The bytes needed.
-
-  Raises:
-    DatasetTooLargeError: with both sizes in GiB and ways to shrink the data.
-  """
-  if not 0 < fraction <= 1:
-    raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
-  if isinstance(stream_or_nbytes, TaskStream):
-    stream = stream_or_nbytes
-    need = stream_nbytes(stream)
-    what = (
-        f"{stream.name} ({stream.num_tasks} tasks; train"
-        f" {_gib(stream.train_images.nbytes)}, test"
-        f" {_gib(stream.test_images.nbytes)} of images)"
-    )
-  else:
-    need, what = int(stream_or_nbytes), "the data"
-  limit, where = device_memory_bytes(device)
-  if need > fraction * limit:
-    raise DatasetTooLargeError(
-        f"{what} needs {_gib(need)} on the device, more than {fraction:.0%} of"
-        f" the {_gib(limit)} of {where} ({_gib(fraction * limit)}). Use fewer"
-        " tasks or classes (e.g. num_tasks, classes_per_task), or keep a"
-        " subset of each task's test set (subsample_test(stream, per_task))."
-    )
-  return need

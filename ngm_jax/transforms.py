@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from ngm_jax.dataset import image_shape_error
+
 __all__ = ["INTERPOLATIONS", "rotate_images"]
 
 #: The interpolations :func:`rotate_images` accepts; the first is the default.
@@ -28,11 +30,9 @@ INTERPOLATIONS = ("nearest", "bilinear")
 
 def _check_images(images: np.ndarray) -> np.ndarray:
   images = np.asarray(images)
-  if images.ndim not in (3, 4):
-    raise ValueError(
-        f"rotate_images: images must be [N, H, W] or [N, H, W, C], got shape"
-        f" {images.shape}."
-    )
+  problem = image_shape_error("rotate_images: images", images.shape)
+  if problem:
+    raise ValueError(problem)
   return images
 
 

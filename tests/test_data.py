@@ -96,3 +96,20 @@ def test_tfds_failure_is_reported_with_cause(monkeypatch, mnist_data):
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
   with pytest.raises(data.DataUnavailableError, match="ConnectionError: no internet"):
     data.load_mnist()
+
+
+def test_moved_names_stay_importable_from_their_old_modules():
+  from ngm_jax import dataset, idx, memory, pickles, streams, transforms
+  assert data.ImageDataset is dataset.ImageDataset
+  assert data.DataUnavailableError is dataset.DataUnavailableError
+  for name in ("read_idx", "write_idx", "read_mnist_idx", "MNIST_FILES"):
+    assert getattr(data, name) is getattr(idx, name)
+  for name in ("read_cifar10_pickles", "read_cifar100_pickles", "read_miniimagenet_pickles",
+               "CIFAR10_CLASSES", "MINIIMAGENET_FILES", "MINIIMAGENET_TEST_DIVISOR"):
+    assert getattr(data, name) is getattr(pickles, name)
+  for name in ("check_fits", "stream_nbytes", "device_memory_bytes", "DatasetTooLargeError"):
+    assert getattr(streams, name) is getattr(memory, name)
+  assert streams.rotate_images is transforms.rotate_images
+  for module in (data, streams):
+    for name in module.__all__:
+      assert hasattr(module, name), (module.__name__, name)

@@ -3,6 +3,7 @@ tensorflow-datasets), their streams, test subsets and the memory guard."""
 
 import inspect
 import pickle
+import re
 import sys
 import types
 
@@ -41,6 +42,32 @@ def test_image_dataset_optional_fields_default_to_none():
   assert d.train_coarse_labels is None and d.test_coarse_labels is None
   assert d.class_names is None and d.coarse_class_names is None
   assert d[:4] == (x, y, x, y)
+
+
+def test_image_dataset_shapes_are_checked_in_one_place():
+  y = np.zeros(2, np.int32)
+  for shape in ((2, 4, 4), (2, 4, 4, 1), (2, 4, 4, 3)):
+    x = np.zeros(shape, np.uint8)
+    assert data.ImageDataset(x, y, x, y).train_images.shape == shape
+  for bad in ((2, 16), (2, 4, 4, 3, 1), (2,)):
+    x = np.zeros(bad, np.uint8)
+    with pytest.raises(ValueError, match=rf"train_images must be \[N, H, W\] or"
+                                         rf" \[N, H, W, C\].*{re.escape(str(bad))}"):
+      data.ImageDataset(x, y, x, y)
+  x3, x4 = np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 4, 1), np.uint8)
+  with pytest.raises(ValueError, match=r"train_images \(2, 4, 4\) and test_images"
+                                       r" \(2, 4, 4, 1\) differ"):
+    data.ImageDataset(x3, y, x4, y)
+  with pytest.raises(ValueError, match=r"test_labels has shape \(3,\); expected \(2,\)"):
+    data.ImageDataset(x3, y, x3, np.zeros(3, np.int32))
+  with pytest.raises(ValueError, match=r"train_coarse_labels has shape \(2, 1\)"):
+    data.ImageDataset(x3, y, x3, y, train_coarse_labels=y[:, None])
+  d = data.ImageDataset(x3, y, x3, y)
+  with pytest.raises(ValueError, match=r"test_images must be .*\(2, 16\)"):
+    d._replace(test_images=np.zeros((2, 16), np.uint8))  # _replace is checked too
+  assert d._replace(class_names=("a", "b")).class_names == ("a", "b")
+  # Still a named tuple that pickles.
+  assert pickle.loads(pickle.dumps(d))[1].tolist() == [0, 0]
 
 
 # ----------------------------------------------------------------------------

@@ -63,3 +63,37 @@ def test_load_benchmark(mnist_dir):
   assert streams.load_benchmark("split_mnist", mnist_dir).num_tasks == 5
   with pytest.raises(ValueError, match="split_mnist, rotated_mnist"):
     streams.load_benchmark("split_cifar", mnist_dir)
+
+
+def _with_channels(d, c):
+  """``d`` with images ``[N, H, W, c]`` (the one channel repeated)."""
+  return d._replace(train_images=np.repeat(d.train_images[..., None], c, axis=-1),
+                    test_images=np.repeat(d.test_images[..., None], c, axis=-1))
+
+
+@pytest.mark.parametrize("build", [streams.split_mnist, streams.rotated_mnist])
+def test_mnist_builders_accept_a_trailing_channel_axis(mnist_data, build):
+  flat = build(mnist_data)
+  chan = build(_with_channels(mnist_data, 1))
+  assert chan.train_images.shape == flat.train_images.shape  # [N, 28, 28]
+  np.testing.assert_array_equal(chan.train_images, flat.train_images)
+  np.testing.assert_array_equal(chan.test_images, flat.test_images)
+  np.testing.assert_array_equal(chan.train_labels, flat.train_labels)
+  with pytest.raises(ValueError, match=r"\(120, 28, 28, 3\) have 3 channels"):
+    build(_with_channels(mnist_data, 3))
+
+
+def test_generic_builders_keep_channels(mnist_data):
+  rgb = _with_channels(mnist_data, 3)
+  s = streams.split_by_classes(rgb, [(0, 1), (2, 3)], "x")
+  assert s.train_images.shape[1:] == (28, 28, 3)
+  np.testing.assert_array_equal(s.train_images[..., 2],
+                                streams.split_by_classes(mnist_data, [(0, 1), (2, 3)], "x").train_images)
+  r = streams.rotated(rgb, (0, 80), "r", 10)
+  flat = streams.rotated(mnist_data, (0, 80), "r", 10)
+  assert r.train_images.shape == flat.train_images.shape + (3,)
+  for ch in range(3):
+    np.testing.assert_array_equal(r.train_images[..., ch], flat.train_images)
+  # Three-dimensional images through the class-range builder too.
+  m = streams.split_miniimagenet(mnist_data, num_tasks=2, classes_per_task=5)
+  assert m.train_images.shape[1:] == (28, 28) and m.task_names == ("0-4", "5-9")
