@@ -25,8 +25,9 @@ Where the data comes from, in order:
 
 The files are read by :mod:`ngm_jax.idx` (MNIST) and :mod:`ngm_jax.pickles`
 (CIFAR, mini-ImageNet; :mod:`pickle` can run code: only read files you trust,
-the official archives). :class:`ImageDataset` and :class:`DataUnavailableError`
-are defined in :mod:`ngm_jax.dataset`; every name stays importable from here.
+the official archives). :class:`ImageDataset`, :class:`DataUnavailableError` and
+:class:`DataFileError` (a file that exists but is unreadable) are defined in
+:mod:`ngm_jax.dataset`; every name stays importable from here.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ngm_jax.dataset import DataUnavailableError, ImageDataset
+from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
 # The file readers live in ngm_jax.idx and ngm_jax.pickles; their names stay
 # importable from here.
 from ngm_jax.idx import MNIST_FILES, read_idx, read_mnist_idx, write_idx
@@ -54,6 +55,7 @@ from ngm_jax.pickles import (
 __all__ = [
     "CIFAR10_CLASSES",
     "DATA_DIR_ENV",
+    "DataFileError",
     "DataUnavailableError",
     "ImageDataset",
     "MINIIMAGENET_FILES",

@@ -1,5 +1,5 @@
-"""The in-memory dataset every loader returns, and the error for data that
-cannot be found.
+"""The in-memory dataset every loader returns, and the errors for data that
+cannot be found or files that cannot be read.
 
 :class:`ImageDataset` checks its shapes when it is made (the one place they are
 checked): images ``[N, H, W]`` or ``[N, H, W, C]``, train and test of the same
@@ -14,11 +14,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DataUnavailableError", "ImageDataset"]
+__all__ = ["DataFileError", "DataUnavailableError", "ImageDataset"]
 
 
 class DataUnavailableError(RuntimeError):
   """The data could be found neither on disk nor through tensorflow-datasets."""
+
+
+class DataFileError(ValueError):
+  """A data file exists but cannot be read as what it should be (truncated,
+  not gzip, wrong format, wrong size). The message names the file, what is
+  wrong, and what was expected. A ValueError, so callers that report bad
+  values (the CLI) report it too; a missing file is a
+  :class:`DataUnavailableError` instead."""
 
 
 class _Fields(NamedTuple):

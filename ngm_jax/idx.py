@@ -10,11 +10,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ngm_jax.dataset import DataUnavailableError, ImageDataset
+from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
 
 __all__ = ["MNIST_FILES", "read_idx", "read_mnist_idx", "write_idx"]
 
@@ -35,25 +36,94 @@ MNIST_FILES = {
 }
 
 
-def _open(path: Path):
-  return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+_IDX_LAYOUT = (
+    "an IDX file: 2 zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16,"
+    " 0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions, one"
+    " big-endian uint32 per dimension, then the values"
+)
+
+
+def _read_bytes(path: Path) -> bytes:
+  """The file's bytes, decompressed if its name ends in ``.gz``.
+
+  Raises:
+    DataUnavailableError: the file does not exist.
+    DataFileError: it cannot be read, or a ``.gz`` file is not (complete) gzip.
+  """
+  try:
+    if path.suffix != ".gz":
+      return path.read_bytes()
+    with gzip.open(path, "rb") as f:
+      return f.read()
+  except FileNotFoundError as e:
+    raise DataUnavailableError(f"{path}: no such file; expected {_IDX_LAYOUT}.") from e
+  except gzip.BadGzipFile as e:
+    raise DataFileError(
+        f"{path}: not a gzip file ({e}), though its name ends in .gz; expected"
+        " gzip-compressed IDX data (an uncompressed IDX file must not end in"
+        " .gz)."
+    ) from e
+  except EOFError as e:
+    raise DataFileError(
+        f"{path}: the gzip data ends before its end marker ({e}); the file is"
+        " truncated (an interrupted download?). Expected a complete"
+        " gzip-compressed IDX file: download it again."
+    ) from e
+  except zlib.error as e:
+    raise DataFileError(
+        f"{path}: corrupt gzip data ({e}); expected a complete gzip-compressed"
+        " IDX file: download it again."
+    ) from e
+  except OSError as e:  # a folder, no permission, ...
+    raise DataFileError(f"{path}: cannot be read ({e}); expected {_IDX_LAYOUT}.") from e
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-  """Reads one IDX file (optionally gzip-compressed) into a NumPy array."""
+  """Reads one IDX file (gzip-compressed if its name ends in ``.gz``).
+
+  Returns:
+    The array, of the shape and dtype its header gives.
+
+  Raises:
+    DataUnavailableError: the file does not exist.
+    DataFileError: (a ValueError) the file is empty, not gzip or truncated gzip
+      (for ``.gz``), has no IDX magic number, or is shorter or longer than its
+      header says; the message names the file, the sizes found and expected.
+  """
   path = Path(path)
-  with _open(path) as f:
-    raw = f.read()
+  raw = _read_bytes(path)
+  what = "decompressed data" if path.suffix == ".gz" else "file"
+  if not raw:
+    raise DataFileError(f"{path}: the {what} is empty (0 bytes); expected {_IDX_LAYOUT}.")
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}).")
+    hint = ""
+    if raw[:2] == b"\x1f\x8b":
+      hint = " It looks gzip-compressed: name it with a .gz ending."
+    raise DataFileError(
+        f"{path} is not an IDX file (bad magic number {raw[:4]!r}); expected"
+        f" {_IDX_LAYOUT}.{hint}"
+    )
   dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-  shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
   offset = 4 + 4 * ndim
-  expected = offset + int(np.prod(shape)) * dtype.itemsize
+  if len(raw) < offset:
+    raise DataFileError(
+        f"{path}: too short for its header: the magic number declares {ndim}"
+        f" dimensions ({offset} header bytes) but the {what} has {len(raw)}"
+        " bytes; is it truncated?"
+    )
+  shape = struct.unpack(f">{ndim}I", raw[4:offset])
+  expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
   if len(raw) != expected:
-    raise ValueError(
-        f"{path}: header says shape {shape} ({expected} bytes) but the file has"
-        f" {len(raw)} bytes; is it truncated?"
+    if len(raw) < expected:
+      problem = (f"too short: {expected - len(raw)} bytes missing; is it"
+                 " truncated (an interrupted download)?")
+    else:
+      problem = (f"too long: {len(raw) - expected} bytes after the data; is it"
+                 " two files joined, or not the file its header describes?")
+    raise DataFileError(
+        f"{path}: {problem} Its header says shape {shape} of {dtype.name}, so"
+        f" {expected} bytes in all ({offset} header + {expected - offset} data),"
+        f" but the {what} has {len(raw)} bytes."
     )
   return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape)
 
@@ -87,6 +157,11 @@ def read_mnist_idx(data_dir: str | os.PathLike) -> ImageDataset:
   ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
   ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally
   ending in ``.gz``.
+
+  Raises:
+    DataUnavailableError: a file is missing (the message lists which).
+    DataFileError: a file is unreadable (see :func:`read_idx`), holds an array
+      of the wrong rank, or images and labels differ in number.
   """
   data_dir = Path(data_dir)
   paths = {key: _find_idx(data_dir, stem) for key, stem in MNIST_FILES.items()}
@@ -98,11 +173,21 @@ def read_mnist_idx(data_dir: str | os.PathLike) -> ImageDataset:
         " .gz)."
     )
   arrays = {key: read_idx(p) for key, p in paths.items()}
+  for key, array in arrays.items():
+    want = 3 if key.endswith("images") else 1
+    if array.ndim != want:
+      raise DataFileError(
+          f"{paths[key]}: holds an array of shape {array.shape}; expected"
+          f" {'[N, 28, 28] images' if want == 3 else '[N] labels'} ({want}"
+          " dimension(s))."
+      )
   for split in ("train", "test"):
     n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
     if n_img != n_lab:
-      raise ValueError(
-          f"MNIST {split}: {n_img} images but {n_lab} labels in {data_dir}."
+      raise DataFileError(
+          f"MNIST {split}: {paths[f'{split}_images']} holds {n_img} images but"
+          f" {paths[f'{split}_labels']} holds {n_lab} labels; expected one label"
+          " per image (are the files from the same release?)."
       )
   return ImageDataset(
       train_images=arrays["train_images"].astype(np.uint8),

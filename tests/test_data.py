@@ -19,12 +19,75 @@ def test_idx_round_trip(tmp_path, suffix):
 
 def test_read_idx_rejects_bad_files(tmp_path):
   (tmp_path / "junk").write_bytes(b"\x12\x34\x56\x78rest")
-  with pytest.raises(ValueError, match="not an IDX file"):
+  with pytest.raises(data.DataFileError, match="junk is not an IDX file"):
     data.read_idx(tmp_path / "junk")
   data.write_idx(tmp_path / "ok", np.zeros((4, 5), np.uint8))
   (tmp_path / "short").write_bytes((tmp_path / "ok").read_bytes()[:-3])
-  with pytest.raises(ValueError, match="truncated"):
+  with pytest.raises(ValueError, match="truncated"):  # a DataFileError is a ValueError
     data.read_idx(tmp_path / "short")
+
+
+def test_idx_errors_name_the_file_the_problem_and_the_expectation(tmp_path):
+  import gzip
+  import re
+  data.write_idx(tmp_path / "good", np.arange(60, dtype=np.uint8).reshape(3, 4, 5))
+  good = (tmp_path / "good").read_bytes()  # 16 header + 60 data bytes
+
+  def expect(name, content, *patterns, error=data.DataFileError):
+    path = tmp_path / name
+    if content is not None:
+      path.write_bytes(content)
+    with pytest.raises(error) as e:
+      data.read_idx(path)
+    message = str(e.value)
+    assert str(path) in message, message
+    for pattern in patterns:
+      assert re.search(pattern, message), (pattern, message)
+
+  # Missing: the data is unavailable (what load_* reports with both ways to get it).
+  expect("absent-idx3-ubyte", None, "no such file", "expected an IDX file",
+         error=data.DataUnavailableError)
+  expect("empty", b"", r"the file is empty \(0 bytes\)", "expected an IDX file")
+  expect("empty.gz", gzip.compress(b""), "decompressed data is empty")
+  # Too short / too long: each named as such, with both sizes.
+  expect("short", good[:-7], "too short: 7 bytes missing", "truncated",
+         r"shape \(3, 4, 5\) of uint8", "76 bytes in all", "has 69 bytes")
+  expect("long", good + b"\0" * 5, "too long: 5 bytes after the data",
+         "76 bytes in all", "has 81 bytes")
+  assert "truncated" not in _message(tmp_path / "long")
+  expect("header-cut", good[:9], r"declares 3 dimensions \(16 header bytes\)",
+         "has 9 bytes")
+  # gzip: cut short, and not gzip at all.
+  expect("cut.gz", gzip.compress(good)[:-12], "truncated", "gzip", "download it again")
+  expect("plain.gz", good, "not a gzip file", r"ends in \.gz")
+  # A gzip file without the .gz name: say so.
+  expect("gz-inside", gzip.compress(good), "not an IDX file", "looks gzip-compressed")
+  # The good bytes still read, plain and compressed.
+  (tmp_path / "fine.gz").write_bytes(gzip.compress(good))
+  assert data.read_idx(tmp_path / "fine.gz").shape == (3, 4, 5)
+
+
+def _message(path):
+  try:
+    data.read_idx(path)
+  except data.DataFileError as e:
+    return str(e)
+  raise AssertionError(f"{path} read without error")
+
+
+def test_mnist_files_that_do_not_match_are_named(tmp_path, mnist_data):
+  folder = write_mnist_idx(tmp_path / "d", mnist_data, gz=False)
+  data.write_idx(folder / "t10k-labels-idx1-ubyte", mnist_data.test_labels[:-1])
+  with pytest.raises(data.DataFileError, match=r"t10k-images-idx3-ubyte holds 60 images but"
+                                              r" .*t10k-labels-idx1-ubyte holds 59 labels"):
+    data.load_mnist(folder)
+  data.write_idx(folder / "t10k-labels-idx1-ubyte", mnist_data.test_images)
+  with pytest.raises(data.DataFileError, match=r"t10k-labels-idx1-ubyte: holds an array of shape"
+                                              r" \(60, 28, 28\); expected \[N\] labels"):
+    data.load_mnist(folder)
+  (folder / "train-images-idx3-ubyte").write_bytes(b"")
+  with pytest.raises(data.DataFileError, match="train-images-idx3-ubyte: the file is empty"):
+    data.load_mnist(folder)
 
 
 @pytest.mark.parametrize("gz", [True, False])
