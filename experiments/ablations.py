@@ -25,7 +25,7 @@ run; ``--eval-task1-limit``). With ``--reuse DIR ...``, a variant whose
 optimizer, full training config, seeds and evaluation equal those of a
 variant saved in DIR (checked against DIR/run.json) takes its curves from
 there instead of being trained; the output says which. Variants trained here
-are saved by :func:`ngm_jax.experiment.run_benchmark` in OUT/trained/ (and
+are saved by :func:`ngm_jax.run_benchmark` in OUT/trained/ (and
 OUT/trained_mean_gain/ for ``g0_sgd_mean``), which a later call can reuse.
 
 Writes OUT (default docs/analysis/ablations_<benchmark>)/: curves.npz,
@@ -53,16 +53,16 @@ import numpy as np
 from experiments import configs
 from experiments.ablation_registry import (ABLATIONS, ablation_table, ablation_variants,
                                            comparison_table)
+from experiments.common import load_experiment
 from experiments.saved_runs import load_run, reusable_curves
-from ngm_jax import results
-from ngm_jax.benchmarks import model_setup
+from ngm_jax import benchmarks, results
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.experiment import report, run_benchmark
+from ngm_jax.results import report
+from ngm_jax.runner import run_benchmark
 from ngm_jax.failures import failed_seeds, failed_seeds_note
 from ngm_jax.gain_analysis import TimeAveragedGain, gain_schedule, time_averaged_gain
 from ngm_jax.plots import COLOURS
 from ngm_jax.plots_ablation import plot_ablation
-from ngm_jax.streams import load_benchmark, subsample_test
 from ngm_jax.train import curve_iterations, task1_eval_size
 
 #: Task-1 evaluation size per benchmark, as in the main runs (None: all).
@@ -146,14 +146,15 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _train(stream, variants, config, num_seeds, out, setup, args, extra_meta,
+def _train(stream, variants, config, num_seeds, out, augment, args, extra_meta,
            seed_hyperparams=None):
-  run_benchmark(stream, variants, config, num_seeds, out, setup=setup,
-                show_progress=not args.no_progress, overwrite=args.overwrite,
-                extra_meta=extra_meta, seed_hyperparams=seed_hyperparams)
-  curves, _ = results.load_curves(Path(out) / "curves.npz")
-  timings = results.read_json(Path(out) / "run.json")["timings"]
-  return curves, timings
+  """Trains ``variants`` and saves them in ``out`` (so that a later call can
+  reuse them); returns their curves and timings."""
+  result = run_benchmark(stream, variants, config, num_seeds=num_seeds, augment=augment,
+                         out=out, show_progress=not args.no_progress,
+                         overwrite=args.overwrite, extra_meta=extra_meta,
+                         seed_hyperparams=seed_hyperparams)
+  return result.curves, result.meta["timings"]
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -161,13 +162,8 @@ def run(args: argparse.Namespace) -> Path:
   if args.benchmark is None:
     raise ValueError("give --benchmark (to train) or --remake DIR (to re-make outputs).")
   config = configs.get_config(args.benchmark)
-  num_seeds = config.seeds if args.seeds is None else args.seeds
-  if num_seeds < 1:
-    raise ValueError(f"--seeds {num_seeds}: need at least 1 seed.")
   limit = (TASK1_LIMIT.get(args.benchmark) if args.eval_task1_limit is None
            else args.eval_task1_limit or None)
-  overrides = {f: getattr(args, f) for f in _OVERRIDES if getattr(args, f) is not None}
-  train_config = dataclasses.replace(config.train, **overrides, eval_task1_limit=limit)
   out = Path(args.out or f"docs/analysis/ablations_{args.benchmark}")
   if (out / "curves.npz").exists() and not args.overwrite:
     raise ValueError(f"{out} already holds ablations; pass --overwrite or choose another --out.")
@@ -179,20 +175,19 @@ def run(args: argparse.Namespace) -> Path:
       print(f"note: {needs_ngm} needs NGM-SGD's gain curves; adding ngm_sgd.")
   labels = [l for l in ABLATIONS if l in labels]
 
-  print(f"Loading {args.benchmark} ...", flush=True)
-  stream = load_benchmark(args.benchmark, args.data_dir, **config.options)
-  subset = config.test_subset_per_task
-  if subset:
-    stream = subsample_test(stream, subset)
-  setup = model_setup(stream, augment=config.augment)
+  args.eval_task1_limit = None  # applied below ('all' included)
+  experiment = load_experiment(args)
+  stream, num_seeds, augment = experiment.stream, experiment.num_seeds, experiment.augment
+  train_config = dataclasses.replace(experiment.train, eval_task1_limit=limit)
+  extra_meta = experiment.meta
+  subset = extra_meta["test_subset_per_task"]
   protocol = {
       "benchmark": stream.name, "seeds": list(range(num_seeds)),
       "task1_eval_size": task1_eval_size(stream, train_config),
-      "benchmark_options": dict(config.options), "test_subset_per_task": subset,
-      "model": type(setup.model).__name__, "augment": config.augment,
+      "benchmark_options": extra_meta["benchmark_options"], "test_subset_per_task": subset,
+      "model": type(benchmarks.get(stream.name).model(stream.num_classes)).__name__,
+      "augment": augment is not None,
   }
-  extra_meta = {"benchmark_options": dict(config.options), "test_subset_per_task": subset,
-                "test_subset_seed": 0 if subset else None}
   iterations = curve_iterations(train_config, stream.num_tasks)
   k, i = stream.num_tasks, train_config.iterations_per_task
   print(f"{stream.name}: {num_seeds} seeds, {k} tasks x {i} iterations, Task-1 accuracy on"
@@ -217,7 +212,7 @@ def run(args: argparse.Namespace) -> Path:
   if to_train:
     print(f"Training {', '.join(to_train)} ({len(to_train)} variants x {num_seeds} seeds) ...",
           flush=True)
-    trained, t = _train(stream, to_train, train_config, num_seeds, out / "trained", setup,
+    trained, t = _train(stream, to_train, train_config, num_seeds, out / "trained", augment,
                         args, extra_meta)
     curves.update({l: trained[l] for l in to_train})
     timings.update(t)
@@ -235,7 +230,7 @@ def run(args: argparse.Namespace) -> Path:
       curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = found, where
     else:
       trained, t = _train(stream, {"g0_sgd_mean": (name, cfg)}, train_config, num_seeds,
-                          out / "trained_mean_gain", setup, args, extra_meta)
+                          out / "trained_mean_gain", augment, args, extra_meta)
       curves["g0_sgd_mean"], sources_of["g0_sgd_mean"] = trained["g0_sgd_mean"], "trained here"
       timings.update(t)
     variants["g0_sgd_mean"] = (name, cfg)
@@ -246,7 +241,7 @@ def run(args: argparse.Namespace) -> Path:
           f" {sources_of['ngm_sgd']})")
     variant = ablation_variants(train_config, labels=["replayed_lr_sgd"])
     trained, t = _train(stream, variant, train_config, num_seeds, out / "trained_replayed",
-                        setup, args, extra_meta,
+                        augment, args, extra_meta,
                         seed_hyperparams={"replayed_lr_sgd": {"schedule": schedule}})
     curves["replayed_lr_sgd"], sources_of["replayed_lr_sgd"] = (trained["replayed_lr_sgd"],
                                                                 "trained here")
@@ -273,7 +268,7 @@ def run(args: argparse.Namespace) -> Path:
       "train_size": int(stream.train_task_ends[-1]),
       "num_classes": stream.num_classes,
       "model": protocol["model"],
-      "augment": config.augment,
+      "augment": augment is not None,
       **extra_meta,
       "sources": sources_of,
       "timings": timings,
@@ -299,7 +294,7 @@ def run(args: argparse.Namespace) -> Path:
     }
   meta["wall_s"] = round(time.perf_counter() - start, 1)
   results.write_json(out / "run.json", meta)
-  metrics = report(out)
+  metrics = report(out).metrics
   _write_ablation_outputs(out, meta, metrics, curves, iterations, mean_gain)
   return out
 
@@ -317,7 +312,7 @@ def remake(out: str | Path) -> Path:
   if "mean_gain" in meta:
     m = meta["mean_gain"]
     mean_gain = TimeAveragedGain(m["value"], np.asarray(m["per_seed"]), m["stderr"])
-  metrics = report(out)
+  metrics = report(out).metrics
   _write_ablation_outputs(out, meta, metrics, curves, iterations, mean_gain)
   return out
 

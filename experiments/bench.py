@@ -43,9 +43,11 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import configs
-from ngm_jax.benchmarks import model_setup
+from ngm_jax.benchmarks import get as get_benchmark
+from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.data import ImageDataset
-from ngm_jax.streams import load_benchmark, split_cifar10, subsample_test
+from ngm_jax.runner import network
+from ngm_jax.streams import split_cifar10, subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
 
 
@@ -58,17 +60,41 @@ def _best_of(fn, repeats):
   return min(runs)
 
 
-def time_protocol(stream, train_config, optimizer, num_seeds, repeats):
-  """Compile time and best-of-``repeats`` run time of one vmapped program."""
-  train = make_train(stream, optimizer, train_config)
+def _memory(compiled) -> dict[str, float]:
+  """The compiled program's memory analysis, in MB (what XLA reports)."""
+  analysis = compiled.memory_analysis()
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "generated_code_size_in_bytes")
+  out = {f.replace("_size_in_bytes", "_mb"): round(getattr(analysis, f, 0) / 1e6, 2)
+         for f in fields if analysis is not None}
+  return out
+
+
+def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="argument"):
+  """Compile time, memory and best-of-``repeats`` run time of one vmapped program.
+
+  ``data_as="argument"``: the data are arguments of the program (the
+  library's way). ``"constant"``: closed over by the jitted function, so
+  XLA compiles them into the program as constants (the way before the data
+  became arguments), kept to measure what that costs.
+  """
+  train, data = make_train(stream, optimizer, train_config)
   keys = seed_keys(num_seeds)
+  seeds = jax.vmap(train, in_axes=(0, None))
   t0 = time.perf_counter()
-  compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+  if data_as == "argument":
+    compiled = jax.jit(seeds).lower(keys, data).compile()
+    run = lambda: compiled(keys, data)
+  else:
+    compiled = jax.jit(lambda k: seeds(k, data)).lower(keys).compile()
+    run = lambda: compiled(keys)
   compile_s = time.perf_counter() - t0
-  best = _best_of(lambda: compiled(keys), repeats)
+  best = _best_of(run, repeats)
   iterations = stream.num_tasks * train_config.iterations_per_task
   return {
       "seeds": num_seeds,
+      "data_as": data_as,
+      **_memory(compiled),
       "eval_every": train_config.eval_every,
       "iterations": iterations,
       "compile_s": round(compile_s, 2),
@@ -86,15 +112,17 @@ def bench_mnist(args) -> list[dict]:
   rows = []
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     for cfg in (config, no_eval):
-      row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats)
-      rows.append(row)
-      print(json.dumps(row), flush=True)
-  print("\n| seeds | Task-1 eval every | compile (s) | run (s) | iterations/s |"
-        " seed-iterations/s |")
-  print("|---:|---:|---:|---:|---:|---:|")
+      for data_as in args.data_as.split(","):
+        row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+  print("\n| seeds | data as | Task-1 eval every | compile (s) | run (s) | iterations/s |"
+        " seed-iterations/s | arguments (MB) | temporaries (MB) | code (MB) |")
+  print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
   for r in rows:
-    print(f"| {r['seeds']} | {r['eval_every']} | {r['compile_s']} | {r['run_s']} |"
-          f" {r['iterations_per_s']} | {r['seed_iterations_per_s']} |")
+    print(f"| {r['seeds']} | {r['data_as']} | {r['eval_every']} | {r['compile_s']} |"
+          f" {r['run_s']} | {r['iterations_per_s']} | {r['seed_iterations_per_s']} |"
+          f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r.get('generated_code_mb')} |")
   return rows
 
 
@@ -116,16 +144,17 @@ def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
           "sequential": lambda f: f}[seed_axis]
   # "sequential": one seed's program, called for each seed in turn.
   batches = [keys[i] for i in range(len(keys))] if seed_axis == "sequential" else [keys]
-  init = jax.jit(over(parts.init))
+  data = parts.data
+  init = jax.jit(over(lambda k: parts.init(k, data)))
   states = [init(k) for k in batches]
   if loop == "scan":
-    body = lambda s: jax.lax.scan(lambda c, _: parts.eval_interval(c), s, None,
+    body = lambda s: jax.lax.scan(lambda c, _: parts.eval_interval(c, data), s, None,
                                   length=iterations)
   else:
-    body = parts.eval_interval
+    body = lambda s: parts.eval_interval(s, data)
   t0 = time.perf_counter()
   interval = jax.jit(over(body)).lower(states[0]).compile()
-  task_eval = jax.jit(over(parts.task_eval)).lower(states[0]).compile()
+  task_eval = jax.jit(over(lambda s: parts.task_eval(s, data))).lower(states[0]).compile()
   compile_s = time.perf_counter() - t0
 
   def run_intervals():
@@ -153,7 +182,8 @@ def bench_image(args) -> list[dict]:
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
   train_config = dataclasses.replace(config.train, iterations_per_task=1, task_eval_every=1,
                                      **overrides)
-  setup = model_setup(stream, augment=config.augment)
+  record = get_benchmark("split_cifar10")
+  net, _ = network(stream, augment=record.augment if config.augment else None)
   rows = []
   modes = [m.split(":") for m in args.modes.split(",")]
   for num_seeds in (int(s) for s in args.seeds.split(",")):
@@ -161,7 +191,7 @@ def bench_image(args) -> list[dict]:
     for loop, seed_axis in modes:
       if num_seeds == 1 and seed_axis == "map":
         continue  # one seed: lax.map is the sequential program inside a loop
-      parts = make_train_parts(stream, args.optimizer, train_config, **setup.kwargs(),
+      parts = make_train_parts(stream, args.optimizer, train_config, **net,
                                unroll=(loop == "chunked"))
       compile_s, t_interval, t_task_eval = time_image_mode(
           parts, keys, loop, seed_axis, args.iterations, args.repeats)
@@ -210,6 +240,9 @@ def main(argv=None) -> int:
                       help="split_cifar10: Task-1 evaluation on the first N images only")
   parser.add_argument("--test-subset", type=int, default=None,
                       help="split_cifar10: a fixed random subset of N test images per task")
+  parser.add_argument("--data-as", default="argument",
+                      help="split_mnist: comma-separated 'argument' (the library's way)"
+                           " and/or 'constant' (data compiled into the program)")
   parser.add_argument("--repeats", type=int, default=2)
   parser.add_argument("--json", default=None, help="also write the rows here")
   args = parser.parse_args(argv)

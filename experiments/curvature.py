@@ -42,7 +42,8 @@ from ngm_jax.curvature import ngm_top_eigenvalues
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.gain import effective_params, entropy, gain_of
 from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
-from ngm_jax.streams import load_benchmark, sample_joint_indices
+from ngm_jax.benchmarks import load_benchmark
+from ngm_jax.streams import sample_joint_indices
 from ngm_jax.train import TrainConfig
 
 

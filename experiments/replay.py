@@ -11,7 +11,7 @@ and the whole batch is from task 1). Everything else is the benchmark's
 config (Split MNIST: 5 tasks x 200 iterations, batch 128, lr 0.01, γ 0.9,
 g0 1, η 0.4, Task 1 evaluated on all its test images every iteration).
 Writes ``OUT/``: curves.npz, run.json, log.jsonl, and, through
-:func:`ngm_jax.experiment.report`, metrics.json, table.md and figure.png;
+:func:`ngm_jax.results.write_report`, metrics.json, table.md and figure.png;
 ``python -m experiments.run report OUT`` re-makes the last three. Five
 optimizers x five seeds took 19 minutes on two busy CPU cores.
 """
@@ -28,16 +28,14 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from experiments import configs
-from ngm_jax.benchmarks import ModelSetup, model_setup
+from experiments import common, configs
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.experiment import report, run_benchmark
 from ngm_jax.optimizers import OPTIMIZER_NAMES
 from ngm_jax.replay import replay_sampler
-from ngm_jax.streams import TaskStream, load_benchmark, subsample_test
+from ngm_jax.results import Result
+from ngm_jax.runner import run_benchmark
+from ngm_jax.streams import TaskStream
 from ngm_jax.train import TrainConfig
-
-from experiments.run import _TRAIN_FLAGS  # CLI flag → TrainConfig field, shared
 
 
 def run_replay(
@@ -46,19 +44,19 @@ def run_replay(
     train_config: TrainConfig,
     per_class: int,
     num_seeds: int,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
-    setup: ModelSetup | None = None,
+    augment: Any = None,
     show_progress: bool = True,
     overwrite: bool = False,
     extra_meta: Mapping[str, Any] | None = None,
-) -> Path:
-  """Trains each optimizer with replay on seeds ``0..num_seeds-1``; writes ``out/``.
+) -> Result:
+  """Trains each optimizer with replay on seeds ``0..num_seeds-1``.
 
-  The files are those of :func:`ngm_jax.experiment.run_benchmark` (run.json
-  has its keys, plus ``sampler``), so :func:`ngm_jax.experiment.report`
-  makes metrics, table and figure; ``benchmark`` in run.json names the
-  replay setting, which the table and figure titles show.
+  Returns the :class:`ngm_jax.results.Result` of
+  :func:`ngm_jax.run_benchmark` (its meta has the ``sampler``); with ``out``
+  its files are written too, and ``benchmark`` in run.json names the replay
+  setting, which the table and figure titles show.
 
   Args:
     stream: the benchmark.
@@ -66,8 +64,8 @@ def run_replay(
     train_config: the training hyperparameters, shared by every optimizer.
     per_class: M, buffer slots per class.
     num_seeds: seeds 0..num_seeds-1, vmapped in one program per optimizer.
-    out: output folder.
-    setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
+    out: output folder, or None to write nothing.
+    augment: the benchmark's augmentation, or None.
     show_progress: a progress bar per optimizer.
     overwrite: replace an earlier run in ``out``.
     extra_meta: recorded in ``run.json``.
@@ -78,7 +76,6 @@ def run_replay(
   """
   if per_class < 1:
     raise ValueError(f"--per-class {per_class}: need at least 1 slot per class.")
-  setup = setup or model_setup(stream)
   sampler = replay_sampler(stream, train_config.batch_size,
                            train_config.iterations_per_task, per_class)
   batch = train_config.batch_size
@@ -98,9 +95,9 @@ def run_replay(
       },
       **(extra_meta or {}),
   }
-  return run_benchmark(stream, optimizers, train_config, num_seeds, out, setup=setup,
-                       sampler=sampler, show_progress=show_progress, overwrite=overwrite,
-                       extra_meta=meta)
+  return run_benchmark(stream, optimizers, train_config, num_seeds=num_seeds, augment=augment,
+                       out=out, sampler=sampler, show_progress=show_progress,
+                       overwrite=overwrite, extra_meta=meta)
 
 
 def _optimizers(text: str) -> tuple[str, ...]:
@@ -130,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="output folder (default: docs/analysis/replay_<benchmark>)")
   parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-  for flag, kind in _TRAIN_FLAGS.items():
+  for flag, kind in common.TRAIN_FLAGS.items():
     parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
                         help=f"override the config's {flag}")
   return parser
@@ -140,23 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   try:
     config = configs.get_config(args.benchmark)
-    overrides = {f: getattr(args, f) for f in _TRAIN_FLAGS if getattr(args, f) is not None}
-    train_config = dataclasses.replace(config.train, **overrides)
-    num_seeds = config.seeds if args.seeds is None else args.seeds
     if args.per_class < 1:  # checked before the data are loaded
       raise ValueError(f"--per-class {args.per_class}: must be an integer >= 1.")
-    print(f"Loading {args.benchmark} ...", flush=True)
-    stream = load_benchmark(args.benchmark, args.data_dir, **config.options)
-    subset = config.test_subset_per_task
-    if subset:
-      stream = subsample_test(stream, subset)
-    out = run_replay(
-        stream, args.optimizers or config.optimizers, train_config, args.per_class,
-        num_seeds, args.out or f"docs/analysis/replay_{args.benchmark}",
-        setup=model_setup(stream, augment=config.augment),
+    experiment = common.load_experiment(args)
+    out = args.out or f"docs/analysis/replay_{args.benchmark}"
+    run_replay(
+        experiment.stream, args.optimizers or config.optimizers, experiment.train,
+        args.per_class, experiment.num_seeds, out, augment=experiment.augment,
         show_progress=not args.no_progress, overwrite=args.overwrite,
-        extra_meta={"benchmark_options": config.options, "test_subset_per_task": subset,
-                    "test_subset_seed": 0 if subset else None})
+        extra_meta=experiment.meta)
   except (ValueError, DataUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -1,133 +1,146 @@
-"""Command-line entry point: run a benchmark, save curves, tabulate, plot.
+"""Command line: the stability-gap protocol on our optimizers and yours.
 
-    python -m experiments.run run --benchmark split_mnist --data-dir DIR
-    python -m experiments.run report results/split_mnist
+    ngm-jax run --benchmark split_mnist --data-dir DIR
+    ngm-jax run --benchmark split_mnist --optimizers ngm_sgd,mylab.opt:make_tx
+    ngm-jax report results/split_mnist
 
-``run`` trains every optimizer on every seed (per optimizer, the seeds are
-one compiled program), saving curves after each optimizer, then writes the
-metrics, the table and the figure. ``report`` re-makes metrics, table and
-figure from the saved curves.
+(``python -m experiments.run`` is the same command.) ``run`` trains every
+optimizer on every seed (per optimizer, the seeds are one compiled program),
+saving the curves after each optimizer, then writes the metrics, the table
+and the figure; ``report`` re-makes those from the saved curves.
+
+An ``--optimizers`` entry is a built-in name or ``package.module:factory``:
+the factory is imported and called (with ``learning_rate=`` the config's
+learning rate if it takes that argument) and must return an optax
+transformation (or an ``ngm_jax.Optimizer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
+import inspect
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from experiments import configs
-from ngm_jax.benchmarks import model_setup
+from experiments import common, configs
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.experiment import report, run_benchmark
-from ngm_jax.optimizers import OPTIMIZER_NAMES
-from ngm_jax.streams import load_benchmark, subsample_test
-from ngm_jax.train import LOOPS, SEED_AXES
+from ngm_jax.execution import LOOPS, SEED_AXES
+from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
+from ngm_jax.results import report
+from ngm_jax.runner import run_benchmark
 
-# CLI flag → TrainConfig field.
-_TRAIN_FLAGS = {
-    "iterations_per_task": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "gamma": float,
-    "g0": float,
-    "eta": float,
-    "const_gain": float,
-    "eval_every": int,
-    "task_eval_every": int,
-    "eval_task1_limit": int,
-    "eval_batch_size": int,
-}
 # Optimizers whose per-seed state comes from an NGM-SGD run (experiments/ablations.py).
 _NEEDS_NGM_RUN = {"replayed_lr_sgd"}
 _CLI_OPTIMIZERS = tuple(n for n in OPTIMIZER_NAMES if n not in _NEEDS_NGM_RUN)
-# CLI flag → benchmark option (ngm_jax.streams.benchmark_options).
-_BENCHMARK_FLAGS = {"num_tasks": int, "classes_per_task": int}
-# Benchmark options whose flag has another name: option → (flag, choices).
-_NAMED_BENCHMARK_FLAGS = {
-    "interpolation": ("--rotation-interpolation", ("nearest", "bilinear")),
-}
 
 
-def _parse_optimizers(text: str) -> tuple[str, ...]:
+def _split_optimizers(text: str) -> tuple[str, ...]:
+  """``--optimizers`` text → entries (checked for syntax only; factories are
+  imported once the learning rate is known)."""
   if text == "all":
     return ()  # the config's set
-  names = tuple(n.strip() for n in text.split(",") if n.strip())
-  if _NEEDS_NGM_RUN & set(names):
+  entries = tuple(n.strip() for n in text.split(",") if n.strip())
+  if _NEEDS_NGM_RUN & set(entries):
     raise argparse.ArgumentTypeError(
         "replayed_lr_sgd replays each seed's NGM-SGD gain, which this command does not"
         " have; run it with: python experiments/ablations.py --benchmark B --variants"
         " replayed_lr_sgd")
-  unknown = [n for n in names if n not in _CLI_OPTIMIZERS]
-  if unknown or not names:
+  unknown = [n for n in entries if n not in _CLI_OPTIMIZERS and ":" not in n]
+  if unknown or not entries:
     raise argparse.ArgumentTypeError(
-        f"unknown optimizer(s) {unknown or text!r}; choose from"
-        f" {', '.join(_CLI_OPTIMIZERS)} (comma-separated) or 'all'."
-    )
-  return names
+        f"unknown optimizer(s) {', '.join(unknown) or repr(text)}; choose from"
+        f" {', '.join(_CLI_OPTIMIZERS)}, or give your own as package.module:factory"
+        " (comma-separated), or 'all'.")
+  return entries
+
+
+def load_factory(entry: str, learning_rate: float) -> Any:
+  """``package.module:factory`` → the transformation the factory returns.
+
+  The factory is called with ``learning_rate=`` if it takes that argument,
+  else with no arguments.
+
+  Raises:
+    ValueError: a malformed entry, a module or attribute that cannot be
+      imported, a factory that fails or returns no optax transformation.
+  """
+  module_name, _, attr = entry.partition(":")
+  if not module_name or not attr:
+    raise ValueError(f"--optimizers {entry}: write your optimizer as package.module:factory.")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"--optimizers {entry}: cannot import module {module_name!r} ({e}).") from None
+  factory = module
+  for part in attr.split("."):
+    if not hasattr(factory, part):
+      raise ValueError(f"--optimizers {entry}: module {module_name!r} has no {attr!r}.")
+    factory = getattr(factory, part)
+  if not callable(factory):
+    raise ValueError(f"--optimizers {entry}: {attr!r} is not callable.")
+  try:
+    params = inspect.signature(factory).parameters
+  except (TypeError, ValueError):
+    params = {}
+  kwargs = {"learning_rate": learning_rate} if "learning_rate" in params else {}
+  try:
+    tx = factory(**kwargs)
+  except Exception as e:  # pylint: disable=broad-except  # the user's code: say whose
+    raise ValueError(f"--optimizers {entry}: calling {attr}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+                     f" raised {type(e).__name__}: {e}") from None
+  if not isinstance(tx, Optimizer) and not (hasattr(tx, "init") and hasattr(tx, "update")):
+    raise ValueError(f"--optimizers {entry}: {attr}() returned {type(tx).__name__}, not an"
+                     " optax GradientTransformation.")
+  return tx
+
+
+def resolve_optimizers(entries: Sequence[str], learning_rate: float) -> dict[str, Any]:
+  """``{label: name or transformation}``; a factory's label is its entry."""
+  return {e: (load_factory(e, learning_rate) if ":" in e else e) for e in entries}
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
+  parser = argparse.ArgumentParser(prog="ngm-jax", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
   run = sub.add_parser("run", help="train, save curves, write metrics, table and figure")
-  run.add_argument("--benchmark", required=True,
-                   help=f"one of: {', '.join(configs.available())}")
-  run.add_argument("--optimizers", type=_parse_optimizers, default=None,
-                   help="comma-separated names, or 'all' for the config's set "
-                        f"(known: {', '.join(_CLI_OPTIMIZERS)})")
-  run.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the config's, 5)")
+  common.add_experiment_flags(run)
+  run.add_argument("--optimizers", type=_split_optimizers, default=None,
+                   help="comma-separated built-in names or package.module:factory entries,"
+                        f" or 'all' for the config's set (built-in: {', '.join(_CLI_OPTIMIZERS)})")
   run.add_argument("--out", default=None, help="output folder (default: results/<benchmark>)")
-  run.add_argument("--data-dir", default=None,
-                   help="folder with the dataset's standard files (offline); default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
-  run.add_argument("--test-subset", type=int, default=None, metavar="N",
-                   help="evaluate on a fixed random subset of N test images per task")
-  run.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="on-device crop+flip augmentation (default: the config's)")
   run.add_argument("--loop", choices=("auto",) + LOOPS, default="auto",
-                   help="one scanned program, or compiled chunks driven from Python (auto: by backend and model)")
+                   help="one scanned program, or compiled chunks driven from Python"
+                        " (auto: by backend and model)")
   run.add_argument("--seed-axis", choices=("auto",) + SEED_AXES, default="auto",
-                   help="seeds vmapped, or one after another in the program (auto: by backend and model)")
+                   help="seeds vmapped, or one after another (auto: by backend and model)")
   run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
-  for flag, kind in {**_TRAIN_FLAGS, **_BENCHMARK_FLAGS}.items():
-    run.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
-                     help=f"override the config's {flag}")
-  for option, (flag, choices) in _NAMED_BENCHMARK_FLAGS.items():
-    run.add_argument(flag, dest=option, choices=choices, default=None,
-                     help=f"benchmark option {option} (rotated benchmarks; default: the config's)")
   report_cmd = sub.add_parser("report", help="re-make metrics, table and figure from saved curves")
   report_cmd.add_argument("out", help="a run's output folder")
   return parser
 
 
-def run(args: argparse.Namespace):
+def run(args: argparse.Namespace) -> None:
+  # Every value is checked before the data are read.
   config = configs.get_config(args.benchmark)
-  num_seeds = config.seeds if args.seeds is None else args.seeds
-  if num_seeds < 1:
-    raise ValueError(f"--seeds {num_seeds}: need at least 1 seed.")
-  overrides = {f: getattr(args, f) for f in _TRAIN_FLAGS if getattr(args, f) is not None}
-  train_config = dataclasses.replace(config.train, **overrides)
-  options = {**config.options,
-             **{f: getattr(args, f) for f in (*_BENCHMARK_FLAGS, *_NAMED_BENCHMARK_FLAGS)
-                if getattr(args, f) is not None}}
-  subset = args.test_subset if args.test_subset is not None else config.test_subset_per_task
-  augment = config.augment if args.augment is None else args.augment
-  print(f"Loading {args.benchmark} ...", flush=True)
-  stream = load_benchmark(args.benchmark, args.data_dir, **options)
-  if subset:
-    stream = subsample_test(stream, subset)
-  out = run_benchmark(
-      stream, args.optimizers or config.optimizers, train_config,
-      num_seeds,
-      args.out or f"results/{args.benchmark}",
-      setup=model_setup(stream, augment=augment), loop=args.loop,
-      seed_axis=args.seed_axis, show_progress=not args.no_progress,
-      overwrite=args.overwrite,
-      extra_meta={"benchmark_options": options, "test_subset_per_task": subset,
-                  "test_subset_seed": 0 if subset else None})
-  print(f"Wrote {out}/: curves.npz, run.json, metrics.json, table.md, figure.png")
+  train = common.train_config_from(args, config)
+  optimizers = resolve_optimizers(args.optimizers or config.optimizers, train.learning_rate)
+  experiment = common.load_experiment(args)
+  out = args.out or f"results/{args.benchmark}"
+  try:
+    result = run_benchmark(
+        experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,
+        augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
+        seed_axis=args.seed_axis, show_progress=not args.no_progress,
+        extra_meta=experiment.meta)
+  except ValueError as e:
+    raise ValueError(str(e).replace("overwrite=True", "--overwrite")
+                     .replace("num_seeds=", "--seeds ")) from None
+  del result
+  print(f"Wrote {out}/: curves.npz, run.json, log.jsonl, metrics.json, failed_seeds.json,"
+        " table.md, figure.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       run(args)
     else:
       report(args.out)
-      print(f"Re-made {args.out}/metrics.json, table.md, figure.png")
-  except (ValueError, DataUnavailableError) as e:
+      print(f"Re-made {args.out}/metrics.json, failed_seeds.json, table.md, figure.png")
+  except (ValueError, TypeError, DataUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

@@ -1,10 +1,14 @@
-"""ngm-jax: noradrenergic gain modulation and the stability gap, in JAX/Optax."""
+"""ngm-jax: noradrenergic gain modulation and the stability gap, in JAX/Optax.
+
+Importing the package loads neither matplotlib nor tensorflow: figures are
+drawn by :mod:`ngm_jax.plots` only when a report is written.
+"""
 
 from ngm_jax.augment import random_crop_flip
-from ngm_jax.benchmarks import ModelSetup, model_setup
+from ngm_jax.benchmarks import BENCHMARKS, Benchmark, load_benchmark
 from ngm_jax.data import DataUnavailableError, ImageDataset, load_cifar10, load_cifar100
 from ngm_jax.data import load_miniimagenet, load_mnist
-from ngm_jax.experiment import report, run_benchmark
+from ngm_jax.execution import train_seeds
 from ngm_jax.gain import (
     GainModulationState,
     ReplayedGainState,
@@ -17,12 +21,18 @@ from ngm_jax.gain import (
     replayed_gain_sgd,
     set_gain,
 )
+from ngm_jax.metrics import (de_lange_metrics, seen_tasks_accuracy, summarize,
+                             task1_metrics)
+from ngm_jax.model_fns import ModelFns, model_fns
 from ngm_jax.models import MLP, SlimResNet18, classifier_gain_mask, mlp_gain_mask
-from ngm_jax.optimizers import (ABLATIONS, OPTIMIZER_NAMES, OPTIMIZERS, make_optimizer,
-                                partition_by_gain, training_options)
-from ngm_jax.streams import (BENCHMARKS, Sampler, TaskStream, joint_sampler, load_benchmark,
-                             rotated_mnist, split_mnist, subsample_test)
-from ngm_jax.train import (TrainConfig, TrainParts, TrainState, make_train, make_train_parts,
-                           seed_keys, train_seeds)
+from ngm_jax.optimizers import (ABLATIONS, OPTIMIZER_NAMES, OPTIMIZERS, Optimizer,
+                                as_optimizer, make_optimizer, partition_by_gain)
+from ngm_jax.placement import gain_mask, kernels, layer_kernels
+from ngm_jax.results import Result, load_result, report, save_result, write_report
+from ngm_jax.runner import run_benchmark
+from ngm_jax.streams import (Sampler, TaskStream, joint_sampler, rotated_mnist, split_mnist,
+                             subsample_test)
+from ngm_jax.train import (TrainConfig, TrainData, TrainParts, TrainState, make_train,
+                           make_train_parts, seed_keys, train_data)
 
 __version__ = "0.1.0"

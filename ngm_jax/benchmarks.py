@@ -1,77 +1,203 @@
-"""What each benchmark trains: model, gain mask, preprocessing, augmentation.
+"""The benchmark registry: one record per benchmark, looked up in one place.
 
-The data side (loading and task streams) is :func:`ngm_jax.streams.load_benchmark`;
-this module pairs each benchmark with the network the paper uses on it.
+A :class:`Benchmark` holds everything the name stands for: how its data are
+loaded, how they become a task stream, its options with their defaults, the
+paper's network and where its gain acts, the preprocessing and augmentation,
+the paper's training config and whether it is class- or domain-incremental.
+:func:`get` finds a record by name; :func:`load_benchmark` loads and builds a
+stream. No code anywhere else looks at a benchmark's name to decide anything.
+
+A new benchmark is one call of :func:`register`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import os
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
 
 from ngm_jax.augment import random_crop_flip
-from ngm_jax.models import (MLP, SlimResNet18, classifier_gain_mask, mlp_gain_mask,
-                            standardise_images, standardise_mnist)
-from ngm_jax.streams import TaskStream
+from ngm_jax.data import ImageDataset, load_cifar10, load_cifar100, load_miniimagenet, load_mnist
+from ngm_jax.models import (CLASSIFIER, MLP, SlimResNet18, standardise_images,
+                            standardise_mnist)
+from ngm_jax.placement import Placement, kernels
+from ngm_jax.streams import (CIFAR100_FINE_PER_COARSE, TaskStream, domain_cifar100,
+                             rotated_mnist, split_cifar10, split_miniimagenet, split_mnist)
+from ngm_jax.train import TrainConfig
 
-__all__ = ["ModelSetup", "model_setup", "CIFAR10_STATS", "CIFAR100_STATS",
-           "IMAGENET_STATS"]
+__all__ = ["Benchmark", "BENCHMARKS", "KINDS", "register", "get", "names", "load_benchmark",
+           "CIFAR10_STATS", "CIFAR100_STATS", "IMAGENET_STATS"]
 
 # Per-channel (mean, std) of the training images, in [0, 1] units.
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
-_IMAGE_STATS = {
-    "split_cifar10": CIFAR10_STATS,
-    "domain_cifar100": CIFAR100_STATS,
-    "split_miniimagenet": IMAGENET_STATS,
-}
+KINDS = ("class-incremental", "domain-incremental")
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSetup:
-  """A benchmark's network; :meth:`kwargs` gives the keyword arguments of
-  :func:`ngm_jax.train.make_train_parts`."""
+class Benchmark:
+  """Everything a benchmark's name stands for.
 
-  model: nn.Module
-  gain_mask: Any
-  preprocess: Callable[[jax.Array], jax.Array]
-  augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
-  convolutional: bool = False  # decides the default loop on CPU
-
-  def kwargs(self) -> dict[str, Any]:
-    return {"model": self.model, "gain_mask": self.gain_mask,
-            "preprocess": self.preprocess, "augment": self.augment}
-
-
-def model_setup(stream: TaskStream, augment: bool = False) -> ModelSetup:
-  """The paper's network for ``stream``.
-
-  MNIST benchmarks: the MLP, every layer gain-modulated, MNIST
-  standardisation. Image benchmarks: the slim ResNet-18 with only its
-  classifier gain-modulated, per-channel standardisation, and (if
-  ``augment``) random 4-pixel-padded crops and horizontal flips on the
-  device.
+  Attributes:
+    name: the registry key.
+    kind: ``"class-incremental"`` or ``"domain-incremental"``.
+    load: ``(data_dir, **options) -> ImageDataset``; ``data_dir`` None means
+      ``$NGM_JAX_DATA_DIR`` or tensorflow-datasets.
+    build: ``(data, **options) -> TaskStream``.
+    options: the options both take, with their defaults (e.g. ``num_tasks``).
+    model: ``num_classes -> flax.linen.Module``, the paper's network.
+    where: the gain placement (:mod:`ngm_jax.placement`).
+    preprocess: uint8 images ``[B, ...]`` → the network's float32 inputs.
+    config: the paper's training config for this benchmark.
+    augment: the on-device training augmentation used when asked for
+      (``(key, images) -> images``), or None if the benchmark has none.
+    convolutional: the network is convolutional (decides the CPU loop).
   """
-  if stream.name.endswith("mnist"):
-    if augment:
-      raise ValueError(f"{stream.name}: no augmentation is defined for MNIST.")
-    return ModelSetup(MLP(num_classes=stream.num_classes), mlp_gain_mask,
-                      standardise_mnist)
-  if stream.name not in _IMAGE_STATS:
-    raise ValueError(
-        f"No model is defined for benchmark {stream.name!r}; known:"
-        f" split_mnist, rotated_mnist, {', '.join(_IMAGE_STATS)}."
-    )
-  mean, std = _IMAGE_STATS[stream.name]
-  return ModelSetup(
-      SlimResNet18(num_classes=stream.num_classes),
-      classifier_gain_mask,
-      standardise_images(mean, std),
-      random_crop_flip if augment else None,
-      convolutional=True,
-  )
+
+  name: str
+  kind: str
+  load: Callable[..., ImageDataset]
+  build: Callable[..., TaskStream]
+  options: Mapping[str, Any]
+  model: Callable[[int], nn.Module]
+  where: Placement
+  preprocess: Callable[[jax.Array], jax.Array]
+  config: TrainConfig
+  augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+  convolutional: bool = False
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"Benchmark {self.name!r}: kind={self.kind!r}; choose from"
+                       f" {', '.join(KINDS)}.")
+
+  def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` (None values dropped) merged over the defaults.
+
+    Raises:
+      ValueError: an option this benchmark does not take (naming those it takes).
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(self.options))
+    if unknown:
+      takes = ", ".join(self.options) if self.options else "no options"
+      raise ValueError(f"Benchmark {self.name!r} does not take option(s)"
+                       f" {', '.join(unknown)}; it takes {takes}.")
+    return {**self.options, **given}
+
+
+#: Name → :class:`Benchmark`, in registration order.
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register(benchmark: Benchmark) -> Benchmark:
+  """Adds ``benchmark`` to :data:`BENCHMARKS` (a name is registered once)."""
+  if benchmark.name in BENCHMARKS:
+    raise ValueError(f"Benchmark {benchmark.name!r} is already registered.")
+  BENCHMARKS[benchmark.name] = benchmark
+  return benchmark
+
+
+def names() -> tuple[str, ...]:
+  return tuple(BENCHMARKS)
+
+
+def get(name: str) -> Benchmark:
+  """The record of ``name``; ValueError names the registered ones."""
+  if name not in BENCHMARKS:
+    raise ValueError(f"Unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}.")
+  return BENCHMARKS[name]
+
+
+def load_benchmark(name: str, data_dir: str | os.PathLike | None = None,
+                   **options: Any) -> TaskStream:
+  """Loads benchmark ``name``'s data (:mod:`ngm_jax.data`) and builds its stream.
+
+  Args:
+    name: a key of :data:`BENCHMARKS`.
+    data_dir: the folder with the data files (None: ``$NGM_JAX_DATA_DIR`` or
+      tensorflow-datasets).
+    **options: the benchmark's options (``get(name).options``), e.g.
+      ``num_tasks=3`` for domain_cifar100; None counts as not given.
+
+  Raises:
+    ValueError: an unknown benchmark or option, or a bad option value, before
+      any data are read.
+    ngm_jax.data.DataUnavailableError: when the data cannot be found.
+  """
+  record = get(name)
+  values = record.check_options(options)
+  data = record.load(data_dir, **values)
+  return record.build(data, **values)
+
+
+def _int_option(benchmark: str, option: str, value: Any, low: int, high: int | None = None
+                ) -> int:
+  ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+  ok = ok and (high is None or value <= high)
+  if not ok:
+    allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+    raise ValueError(f"{benchmark}: {option}={value!r}; must be an integer {allowed}.")
+  return value
+
+
+def _mnist(data_dir, **_):
+  return load_mnist(data_dir)
+
+
+def _cifar10(data_dir, **_):
+  return load_cifar10(data_dir)
+
+
+def _cifar100(data_dir, num_tasks):
+  _int_option("domain_cifar100", "num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE)
+  return load_cifar100(data_dir)
+
+
+def _miniimagenet(data_dir, num_tasks, classes_per_task):
+  _int_option("split_miniimagenet", "num_tasks", num_tasks, 1)
+  _int_option("split_miniimagenet", "classes_per_task", classes_per_task, 1)
+  return load_miniimagenet(data_dir, num_classes=num_tasks * classes_per_task)
+
+
+def _no_options(build):
+  return lambda data, **_: build(data)
+
+
+_MNIST_MODEL = dict(model=lambda c: MLP(num_classes=c), where=kernels,
+                    preprocess=standardise_mnist)
+_RESNET = dict(model=lambda c: SlimResNet18(num_classes=c), where=CLASSIFIER,
+               augment=random_crop_flip, convolutional=True)
+# The image benchmarks' NGM-SGD: head by plain SGD with the gain, backbone by
+# momentum SGD 0.9 (optax.partition); Task-1 evaluation in batches of images.
+_RESNET_CONFIG = dict(iterations_per_task=400, batch_size=256, learning_rate=0.01, gamma=0.9,
+                      g0=1.0, eval_every=1, task_eval_every=20, backbone_momentum=0.9)
+
+register(Benchmark(
+    "split_mnist", "class-incremental", _mnist, _no_options(split_mnist), {},
+    config=TrainConfig(iterations_per_task=200, batch_size=128, learning_rate=0.01, gamma=0.9,
+                       g0=1.0, eta=0.4, eval_every=1, task_eval_every=10),
+    **_MNIST_MODEL))
+register(Benchmark(
+    "rotated_mnist", "domain-incremental", _mnist, rotated_mnist, {"interpolation": "nearest"},
+    config=TrainConfig(iterations_per_task=400, batch_size=128, learning_rate=0.01, gamma=0.9,
+                       g0=1.0, eta=0.5, eval_every=1, task_eval_every=20),
+    **_MNIST_MODEL))
+register(Benchmark(
+    "split_cifar10", "class-incremental", _cifar10, _no_options(split_cifar10), {},
+    preprocess=standardise_images(*CIFAR10_STATS),
+    config=TrainConfig(eta=0.2, eval_batch_size=1000, **_RESNET_CONFIG), **_RESNET))
+register(Benchmark(
+    "domain_cifar100", "domain-incremental", _cifar100, domain_cifar100, {"num_tasks": 5},
+    preprocess=standardise_images(*CIFAR100_STATS),
+    config=TrainConfig(eta=0.1, eval_batch_size=1000, **_RESNET_CONFIG), **_RESNET))
+register(Benchmark(
+    "split_miniimagenet", "class-incremental", _miniimagenet, split_miniimagenet,
+    {"num_tasks": 5, "classes_per_task": 10},
+    preprocess=standardise_images(*IMAGENET_STATS),
+    config=TrainConfig(eta=0.1, eval_batch_size=500, **_RESNET_CONFIG), **_RESNET))

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ngm_jax.placement import gain_mask, kernels, layer_kernels
+
 __all__ = [
     "MLP",
     "mlp_gain_mask",
@@ -24,6 +26,7 @@ __all__ = [
     "BasicBlock",
     "SlimResNet18",
     "classifier_gain_mask",
+    "CLASSIFIER",
 ]
 
 MNIST_MEAN = 0.1307
@@ -31,11 +34,12 @@ MNIST_STD = 0.3081
 
 
 def standardise_mnist(images_uint8: jax.Array) -> jax.Array:
-  """uint8 images ``[..., 28, 28]`` → float32 ``[..., 784]``, scaled to [0, 1]
-  and standardised with MNIST's mean 0.1307 and standard deviation 0.3081."""
+  """uint8 images ``[B, 28, 28]`` or ``[B, 28, 28, 1]`` → float32 ``[B, 784]``,
+  scaled to [0, 1] and standardised with MNIST's mean 0.1307 and standard
+  deviation 0.3081 (every axis after the batch axis is flattened)."""
   x = images_uint8.astype(jnp.float32) / 255.0
   x = (x - MNIST_MEAN) / MNIST_STD
-  return x.reshape(x.shape[:-2] + (-1,))
+  return x.reshape(x.shape[:1] + (-1,))
 
 
 def standardise_images(mean: Sequence[float], std: Sequence[float]):
@@ -83,10 +87,9 @@ class MLP(nn.Module):
 
 
 def mlp_gain_mask(params: Any) -> Any:
-  """All kernels of the MLP carry the gain (the MLP has no other leaves)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: getattr(path[-1], "key", None) == "kernel", params
-  )
+  """All kernels of the MLP carry the gain (the MLP has no other leaves):
+  :func:`ngm_jax.placement.gain_mask` with :func:`ngm_jax.placement.kernels`."""
+  return gain_mask(params, kernels)
 
 
 class BasicBlock(nn.Module):
@@ -147,10 +150,11 @@ class SlimResNet18(nn.Module):
     return nn.Dense(self.num_classes, use_bias=False, name="classifier")(x)
 
 
+#: The slim ResNet-18's placement: only the classifier's kernel.
+CLASSIFIER = layer_kernels("classifier")
+
+
 def classifier_gain_mask(params: Any) -> Any:
   """Only the classifier's kernel carries the gain (a convolution filter is
   shared across positions and cannot be scaled per neuron like a dense layer)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: [getattr(k, "key", None) for k in path] == ["classifier", "kernel"],
-      params,
-  )
+  return gain_mask(params, CLASSIFIER)

@@ -1,18 +1,35 @@
-"""The paper's optimizers by name: NGM-SGD, its baselines and its ablation."""
+"""Optimizers for the stability-gap protocol: the paper's by name, or any optax one.
+
+An :class:`Optimizer` is one value that carries everything the trainer needs
+to train it: the optax transformation and the flags that change the training
+loop (an oracle reset of the optimizer state at task boundaries; whether the
+gain reparameterises the weights, ``W_eff = g·W``, or only scales the step).
+:func:`builtin` builds the paper's optimizers and ablations from a name and a
+:class:`ngm_jax.train.TrainConfig`; :func:`as_optimizer` accepts a name, any
+``optax.GradientTransformation`` (chains, ``optax.partition``,
+``inject_hyperparams``, with or without :func:`ngm_jax.gain_modulation`
+inside) or an :class:`Optimizer`, so that every entry point trains a name the
+same way.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import optax
 
-from ngm_jax.gain import gain_modulation, gain_scaled_sgd, ngm_sgd, replayed_gain_sgd
+from ngm_jax.gain import gain_modulation, gain_of, gain_scaled_sgd, ngm_sgd, replayed_gain_sgd
 
 __all__ = [
+    "Optimizer",
     "OPTIMIZERS",
     "ABLATIONS",
     "OPTIMIZER_NAMES",
+    "builtin",
+    "as_optimizer",
+    "has_gain",
     "make_optimizer",
     "training_options",
     "partition_by_gain",
@@ -30,17 +47,86 @@ ABLATIONS = ("entropy_lr_sgd", "replayed_lr_sgd", "msgd_reset", "adam_reset", "n
 OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",) + ABLATIONS
 
 
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """An optax transformation and the training flags that go with it.
+
+  Attributes:
+    tx: the transformation; its ``update`` receives ``entropy=H`` (plain
+      transformations are wrapped with ``optax.with_extra_args_support``).
+    reset_at_task_boundaries: re-initialise the optimizer state (keeping the
+      gain and any per-seed hyperparameters) at the first iteration of every
+      task after the first. Uses task identity: an oracle ablation.
+    reparameterise: compute with ``W_eff = g·W`` on the gain placement
+      (NGM). False: the raw weights whatever the gain, so the gain only
+      scales the step (``entropy_lr_sgd``, ``replayed_lr_sgd``).
+    name: the built-in name, or None for a user's transformation.
+  """
+
+  tx: optax.GradientTransformationExtraArgs
+  reset_at_task_boundaries: bool = False
+  reparameterise: bool = True
+  name: str | None = None
+
+  def __post_init__(self):
+    if not (hasattr(self.tx, "init") and hasattr(self.tx, "update")):
+      raise TypeError(f"Optimizer.tx={self.tx!r}: expected an optax GradientTransformation.")
+    object.__setattr__(self, "tx", optax.with_extra_args_support(self.tx))
+
+
 def training_options(name: str) -> dict[str, bool]:
-  """Keyword arguments of :func:`ngm_jax.train.make_train` that optimizer
-  ``name`` needs: ``reparameterise=False`` for ``entropy_lr_sgd`` and
-  ``replayed_lr_sgd`` (the gain sets the step size only),
-  ``reset_opt_state_at_task_boundaries=True`` for the oracle ``*_reset``
+  """The training flags of built-in optimizer ``name`` (the fields of
+  :class:`Optimizer` other than ``tx``): ``reparameterise=False`` for
+  ``entropy_lr_sgd`` and ``replayed_lr_sgd`` (the gain sets the step size
+  only), ``reset_at_task_boundaries=True`` for the oracle ``*_reset``
   ablations (they use task identity)."""
   if name in ("entropy_lr_sgd", "replayed_lr_sgd"):
     return {"reparameterise": False}
   if name.endswith("_reset"):
-    return {"reset_opt_state_at_task_boundaries": True}
+    return {"reset_at_task_boundaries": True}
   return {}
+
+
+def builtin(name: str, config: Any, gain_mask: Any = None) -> Optimizer:
+  """Built-in optimizer ``name`` with ``config``'s hyperparameters
+  (a :class:`ngm_jax.train.TrainConfig`: learning rate, γ, g0, η, the
+  constant gain, the backbone momentum), with its training flags.
+
+  Raises:
+    ValueError: an unknown name (the message lists the known ones) or a bad
+      hyperparameter.
+  """
+  tx = make_optimizer(
+      name, learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0,
+      eta=config.eta, const_gain=config.const_gain,
+      backbone_momentum=config.backbone_momentum, gain_mask=gain_mask)
+  return Optimizer(tx, name=name, **training_options(name))
+
+
+def as_optimizer(optimizer: Any, config: Any, gain_mask: Any = None) -> Optimizer:
+  """A name (:func:`builtin`), an optax transformation (no flags set) or an
+  :class:`Optimizer` (returned as it is) → :class:`Optimizer`.
+
+  Raises:
+    ValueError: an unknown name.
+    TypeError: anything that is neither a name nor an optax transformation.
+  """
+  if isinstance(optimizer, Optimizer):
+    return optimizer
+  if isinstance(optimizer, str):
+    return builtin(optimizer, config, gain_mask)
+  if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+    return Optimizer(optimizer)
+  raise TypeError(
+      f"optimizer {optimizer!r}: expected a built-in name ({', '.join(OPTIMIZER_NAMES)}),"
+      " an optax GradientTransformation, or an ngm_jax.Optimizer.")
+
+
+def has_gain(tx: optax.GradientTransformation, params: Any) -> bool:
+  """Whether ``tx``'s state for ``params`` holds a gain
+  (:func:`ngm_jax.gain.gain_of`); traced abstractly, nothing is computed."""
+  state = jax.eval_shape(tx.init, params)
+  return gain_of(state, default=None) is not None
 
 
 def partition_by_gain(

@@ -36,7 +36,7 @@ The state (:class:`ReplayState`) has fixed shapes, so the sampler runs under
 
     sampler = replay_sampler(stream, batch_size=128, iterations_per_task=200,
                              per_class=50)
-    train = make_train(stream, "ngm_sgd", config, sampler=sampler)
+    train, data = make_train(stream, "ngm_sgd", config, sampler=sampler)
 """
 
 from __future__ import annotations

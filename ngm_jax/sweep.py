@@ -24,11 +24,15 @@ import jax
 import numpy as np
 import optax
 
-from ngm_jax.benchmarks import ModelSetup, model_setup
+from ngm_jax.execution import train_seeds
 from ngm_jax.gain import ngm_sgd
-from ngm_jax.metrics import TABLE_METRICS, mean_and_stderr, task1_metrics
+from ngm_jax.metrics import TABLE_METRICS, task1_metrics
+from ngm_jax.optimizers import Optimizer, partition_by_gain
+from ngm_jax.placement import gain_mask
+from ngm_jax.runner import network
+from ngm_jax.stats import mean_and_stderr
 from ngm_jax.streams import Sampler, TaskStream
-from ngm_jax.train import TrainConfig, make_train, make_train_parts, seed_keys, train_seeds
+from ngm_jax.train import TrainConfig, make_train, make_train_parts, seed_keys
 
 __all__ = [
     "check_grid",
@@ -67,36 +71,44 @@ def make_sweep(
     stream: TaskStream,
     config: TrainConfig,
     *,
-    setup: ModelSetup | None = None,
     sampler: Sampler | None = None,
-) -> Callable[[jax.Array, jax.Array, jax.Array], dict[str, jax.Array]]:
+    **network_kwargs: Any,
+) -> tuple[Callable[..., dict[str, jax.Array]], Any]:
   """``sweep_fn(etas, gammas, keys) -> curves``, pure; ``jax.jit`` it.
 
   Args:
     stream: the benchmark.
     config: the training config; its learning rate and g0 hold for every
       run, its η and γ only initialise the state before they are replaced.
-    setup: the network (default :func:`ngm_jax.benchmarks.model_setup`).
     sampler: the training rows each step draws (default joint training).
+    **network_kwargs: ``model``, ``where``, ``preprocess``, ``augment``
+      (default: the benchmark's, :func:`ngm_jax.runner.network`).
 
   Returns:
-    A function of ``etas`` float32 ``[E]`` (η), ``gammas`` float32 ``[G]``
-    (γ) and PRNG ``keys`` ``[S]`` returning the curves of
+    ``(sweep_fn, data)``: ``sweep_fn(etas, gammas, keys, data)`` of ``etas``
+    float32 ``[E]`` (η), ``gammas`` float32 ``[G]`` (γ), PRNG ``keys`` ``[S]``
+    and the stream's arrays on the device, returning the curves of
     :func:`ngm_jax.train.make_train` with leading axes ``[E, G, S]``; run
     ``(i, j, s)`` is NGM-SGD with ``η = etas[i]``, ``γ = gammas[j]``, seed key
-    ``keys[s]``.
+    ``keys[s]``. With ``config.backbone_momentum`` set, the parameters off the
+    gain placement get momentum SGD, as in the image benchmarks' NGM-SGD.
   """
-  setup = setup or model_setup(stream)
+  net, _ = network(stream, **network_kwargs)
   tx = optax.inject_hyperparams(ngm_sgd)(
       learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0, eta=config.eta)
-  train = make_train(stream, tx, config, sampler=sampler, **setup.kwargs())
+  if config.backbone_momentum is not None:
+    tx = partition_by_gain(
+        tx, optax.sgd(config.learning_rate, momentum=config.backbone_momentum),
+        lambda params: gain_mask(params, net["where"]))
+  train, data = make_train(stream, Optimizer(tx, name="ngm_sgd"), config, sampler=sampler,
+                           **net)
 
-  def one(eta, gamma, key):
-    return train(key, {"eta": eta, "gamma": gamma})
+  def one(eta, gamma, key, data):
+    return train(key, data, {"eta": eta, "gamma": gamma})
 
-  over_seeds = jax.vmap(one, in_axes=(None, None, 0))
-  over_gammas = jax.vmap(over_seeds, in_axes=(None, 0, None))
-  return jax.vmap(over_gammas, in_axes=(0, None, None))
+  over_seeds = jax.vmap(one, in_axes=(None, None, 0, None))
+  over_gammas = jax.vmap(over_seeds, in_axes=(None, 0, None, None))
+  return jax.vmap(over_gammas, in_axes=(0, None, None, None)), data
 
 
 def sweep(
@@ -106,13 +118,13 @@ def sweep(
     gammas: Sequence[float],
     num_seeds: int,
     *,
-    setup: ModelSetup | None = None,
     sampler: Sampler | None = None,
+    **network_kwargs: Any,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Trains NGM-SGD on every (η, γ) and seed ``0..num_seeds-1``, as one program.
 
   Args:
-    stream, config, setup, sampler: see :func:`make_sweep`.
+    stream, config, sampler, network_kwargs: see :func:`make_sweep`.
     etas: η values, ``>= 0``.
     gammas: γ values, in ``[0, 1)``.
     num_seeds: seeds; seed ``s`` uses ``jax.random.key(s)`` as everywhere.
@@ -130,10 +142,10 @@ def sweep(
     raise ValueError(f"sweep: num_seeds={num_seeds!r}; need at least 1 seed.")
   t0 = time.perf_counter()
   keys = seed_keys(num_seeds)
-  fn = make_sweep(stream, config, setup=setup, sampler=sampler)
-  compiled = jax.jit(fn).lower(etas, gammas, keys).compile()
+  fn, data = make_sweep(stream, config, sampler=sampler, **network_kwargs)
+  compiled = jax.jit(fn).lower(etas, gammas, keys, data).compile()
   t1 = time.perf_counter()
-  curves = jax.device_get(jax.block_until_ready(compiled(etas, gammas, keys)))
+  curves = jax.device_get(jax.block_until_ready(compiled(etas, gammas, keys, data)))
   t2 = time.perf_counter()
   return curves, {"compile_s": t1 - t0, "run_s": t2 - t1, "wall_s": t2 - t0}
 
@@ -144,9 +156,9 @@ def separate_runs(
     settings: Sequence[tuple[float, float]],
     num_seeds: int,
     *,
-    setup: ModelSetup | None = None,
     sampler: Sampler | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    **network_kwargs: Any,
 ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, float]]]:
   """Each ``(η, γ)`` of ``settings`` as its own compiled, seed-vmapped run.
 
@@ -160,15 +172,14 @@ def separate_runs(
     ``{"eta", "gamma", "compile_s", "run_s", "wall_s"}`` (``wall_s`` also
     counts building the run).
   """
-  setup = setup or model_setup(stream)
+  net, _ = network(stream, **network_kwargs)
   keys = seed_keys(num_seeds)
   all_curves, timings = [], []
   for i, (eta, gamma) in enumerate(settings):
     check_grid([eta], [gamma])
     t0 = time.perf_counter()
     run_config = dataclasses.replace(config, eta=float(eta), gamma=float(gamma))
-    parts = make_train_parts(stream, "ngm_sgd", run_config, sampler=sampler,
-                             **setup.kwargs())
+    parts = make_train_parts(stream, "ngm_sgd", run_config, sampler=sampler, **net)
     curves, timing = train_seeds(parts, keys)
     timing = {"eta": float(eta), "gamma": float(gamma), **timing,
               "wall_s": time.perf_counter() - t0}

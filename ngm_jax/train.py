@@ -1,13 +1,15 @@
 """Incremental joint training as one compiled, pure function of a PRNG key.
 
-``make_train(stream, optimizer, config)`` returns ``train(key) -> curves``: a
-``jax.lax.scan`` over iterations in which every minibatch is sampled on the
-device from the tasks seen so far, one optimizer step is taken, and the
-network is evaluated, all inside the compiled program. Seeds are a ``vmap``
-axis::
+``make_train(stream, optimizer, config)`` returns ``train(key, data) ->
+curves`` and the stream's arrays on the device: a ``jax.lax.scan`` over
+iterations in which every minibatch is sampled on the device from the tasks
+seen so far, one optimizer step is taken, and the network is evaluated, all
+inside the compiled program. The data are an argument of the program, not
+constants compiled into it. Seeds are a ``vmap`` axis::
 
-    train = make_train(stream, "ngm_sgd", TrainConfig(eta=0.4))
-    curves = jax.jit(jax.vmap(train))(seed_keys(5))   # five seeds, one program
+    train, data = make_train(stream, "ngm_sgd", TrainConfig(eta=0.4))
+    seeds = jax.vmap(train, in_axes=(0, None))        # keys batched, data shared
+    curves = jax.jit(seeds)(seed_keys(5), data)       # five seeds, one program
 
 Iterations are counted from 1: "iteration t" is the network after ``t``
 optimizer steps, so task ``k`` (1-based) covers iterations
@@ -20,21 +22,24 @@ import dataclasses
 import time
 from typing import Any, Callable, Mapping, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ngm_jax.gain import effective_params, entropy, gain_of, set_gain
-from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
-from ngm_jax.optimizers import make_optimizer
+from ngm_jax.model_fns import ModelFns, check_logits, model_fns
+from ngm_jax.models import MLP, standardise_mnist
+from ngm_jax.optimizers import Optimizer, as_optimizer
+from ngm_jax.placement import Placement, gain_mask, kernels
 from ngm_jax.streams import Sampler, TaskStream, joint_sampler
 
 __all__ = [
     "TrainState",
     "TrainConfig",
     "TrainParts",
+    "TrainData",
+    "train_data",
     "make_train",
     "make_train_parts",
     "seed_keys",
@@ -52,6 +57,7 @@ class TrainState(NamedTuple):
   sampler_state: Any
   key: jax.Array
   step: jax.Array  # int32, optimizer steps taken
+  hyperparams: Any = None  # {name: value} set in the optimizer state at init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,22 +129,6 @@ class TrainConfig:
           f"TrainConfig.learning_rate={self.learning_rate!r}: must be > 0."
       )
 
-  def optimizer(self, name: str, gain_mask: Any = None
-                ) -> optax.GradientTransformationExtraArgs:
-    """The named optimizer (see :func:`ngm_jax.optimizers.make_optimizer`)
-    with this config's hyperparameters; with ``backbone_momentum`` set, only
-    the ``gain_mask`` parameters get it (the rest: momentum SGD)."""
-    return make_optimizer(
-        name,
-        learning_rate=self.learning_rate,
-        gamma=self.gamma,
-        g0=self.g0,
-        eta=self.eta,
-        const_gain=self.const_gain,
-        backbone_momentum=self.backbone_momentum,
-        gain_mask=gain_mask,
-    )
-
 
 def seed_keys(seeds: int | list[int]) -> jax.Array:
   """PRNG keys ``[S]`` for seeds ``0..S-1`` (or the listed seeds).
@@ -166,40 +156,82 @@ def task1_eval_size(stream: TaskStream, config: TrainConfig) -> int:
   return n if config.eval_task1_limit is None else min(n, config.eval_task1_limit)
 
 
+class TrainData(NamedTuple):
+  """A stream's arrays on the device: arguments of the compiled program (never
+  constants baked into it).
+
+  Attributes:
+    train_images: uint8 ``[N, H, W]`` or ``[N, H, W, C]``, ordered by task.
+    train_labels: int32 ``[N]``.
+    test_images, test_labels: every task's test set, ordered by task.
+    test_task_ids: int32 ``[N_test]``, the task (0-based) of each test row.
+  """
+
+  train_images: jax.Array
+  train_labels: jax.Array
+  test_images: jax.Array
+  test_labels: jax.Array
+  test_task_ids: jax.Array
+
+
+def train_data(stream: TaskStream, device: Any = None) -> TrainData:
+  """``stream``'s arrays put on ``device`` (a device or a sharding; default the
+  default device) once, for every program that trains on it."""
+  arrays = TrainData(
+      np.asarray(stream.train_images), np.asarray(stream.train_labels, np.int32),
+      np.asarray(stream.test_images), np.asarray(stream.test_labels, np.int32),
+      np.asarray(stream.test_task_ids, np.int32))
+  return jax.device_put(arrays, device)
+
+
 class TrainParts(NamedTuple):
   """The pieces of one run, for drivers other than the single scan.
 
+  Every function takes the run's :class:`TrainData` as an argument.
+
   Attributes:
-    init: ``(key, hyperparams=None) -> TrainState``.
-    eval_interval: ``state -> (state, (step_records, task1_records))``:
+    init: ``(key, data, hyperparams=None) -> TrainState``.
+    step: ``(state, data) -> (state, record)``: one optimizer step on a
+      sampled minibatch; ``record`` holds its ``gain``, ``entropy`` and
+      ``train_loss``.
+    eval_interval: ``(state, data) -> (state, (step_records, task1_records))``:
       ``eval_every`` optimizer steps, then the Task-1 evaluation.
-    task_eval: ``state -> per_task_records``: every task's test set.
+    task_eval: ``(state, data) -> per_task_records``: every task's test set.
     num_intervals: eval intervals in the whole run, ``T / eval_every``.
     intervals_per_task_eval: eval intervals between per-task evaluations.
+    data: the stream's arrays on the device (:func:`train_data`).
+    optimizer: the :class:`ngm_jax.optimizers.Optimizer` trained.
+    model: the network's :class:`ngm_jax.model_fns.ModelFns`.
   """
 
   init: Callable[..., TrainState]
-  eval_interval: Callable[[TrainState], tuple[TrainState, Any]]
-  task_eval: Callable[[TrainState], dict[str, jax.Array]]
+  step: Callable[[TrainState, TrainData], tuple[TrainState, dict[str, jax.Array]]]
+  eval_interval: Callable[[TrainState, TrainData], tuple[TrainState, Any]]
+  task_eval: Callable[[TrainState, TrainData], dict[str, jax.Array]]
   num_intervals: int
   intervals_per_task_eval: int
+  data: TrainData
+  optimizer: Optimizer
+  model: ModelFns
 
 
 def make_train_parts(
     stream: TaskStream,
-    optimizer: str | optax.GradientTransformationExtraArgs,
+    optimizer: str | optax.GradientTransformation | Optimizer,
     config: TrainConfig = TrainConfig(),
     *,
-    model: nn.Module | None = None,
-    gain_mask: Any = mlp_gain_mask,
+    model: Any = None,
+    where: Placement = kernels,
     preprocess: Callable[[jax.Array], jax.Array] = standardise_mnist,
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     sampler: Sampler | None = None,
-    reset_opt_state_at_task_boundaries: bool = False,
-    reparameterise: bool = True,
+    data: TrainData | None = None,
     unroll: bool = False,
 ) -> TrainParts:
   """The pure pieces of a run; see :func:`make_train` for the arguments.
+
+  ``data``: the stream's arrays already on the device (default: put there
+  now, :func:`train_data`).
 
   ``unroll=True`` writes the ``eval_every`` steps of an eval interval out as
   straight-line code instead of a ``lax.scan`` (XLA:CPU runs a convolution's
@@ -207,79 +239,70 @@ def make_train_parts(
   with ``unroll=True`` of length 1, compiles to a loop: measured 9.3 s
   against 0.34 s for a slim ResNet-18 step at batch 64).
   """
-  if isinstance(optimizer, str):
-    tx = config.optimizer(optimizer, gain_mask)
-  else:
-    tx = optimizer
-  if not hasattr(tx, "update"):
-    raise TypeError(f"optimizer must be a name or an optax transformation, got {tx!r}.")
-  tx = optax.with_extra_args_support(tx)
-  model = model or MLP(num_classes=stream.num_classes)
+  mask = lambda params: gain_mask(params, where)
+  spec = as_optimizer(optimizer, config, mask)
+  tx = spec.tx
+  net = model_fns(model if model is not None else MLP(num_classes=stream.num_classes))
+  data = train_data(stream) if data is None else data
 
   num_tasks = stream.num_tasks
   iters = config.iterations_per_task
-  train_x = jnp.asarray(stream.train_images)
-  train_y = jnp.asarray(stream.train_labels)
-  test_x = jnp.asarray(stream.test_images)
-  test_y = jnp.asarray(stream.test_labels)
-  test_ids = jnp.asarray(stream.test_task_ids)
   n_task1 = task1_eval_size(stream, config)
-  task1_x, task1_y = test_x[:n_task1], test_y[:n_task1]
-  test_counts = jnp.asarray(stream.task_sizes("test"), jnp.float32)
+  test_counts = np.asarray(stream.task_sizes("test"), np.float32)
   sampler = sampler or joint_sampler(stream, config.batch_size, iters)
+  _check_network(net, preprocess, data, stream.num_classes)
 
-  def forward(params, model_state, gain, images, train):
+  def forward(params, model_state, gain, images, train, key=None):
     """Logits ``[B, C]`` with ``W_eff``, and the (updated) model state."""
-    if reparameterise:
-      params = effective_params(params, gain, gain_mask)
-    variables = {"params": params, **model_state}
-    x = preprocess(images)
-    if train and model_state:
-      logits, updates = model.apply(variables, x, train=True, mutable=list(model_state))
-      return logits, {**model_state, **updates}
-    return model.apply(variables, x, train=train), model_state
+    if spec.reparameterise:
+      params = effective_params(params, gain, mask)
+    return net.apply(params, model_state, preprocess(images), train=train, key=key)
 
   def current_gain(opt_state):
     return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
 
-  def loss_fn(params, model_state, gain, images, labels):
-    logits, model_state = forward(params, model_state, gain, images, train=True)
+  def loss_fn(params, model_state, gain, images, labels, key):
+    logits, model_state = forward(params, model_state, gain, images, True, key)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, (logits, model_state)
 
   def reset_at_boundary(state: TrainState, opt_state):
-    """Fresh optimizer state (the gain kept) on a task's first iteration."""
+    """Fresh optimizer state on a task's first iteration, keeping the gain
+    and the per-seed hyperparameters set at ``init``."""
     fresh = tx.init(state.params)
     if gain_of(fresh, default=None) is not None:
       fresh = set_gain(fresh, gain_of(opt_state))
+    if state.hyperparams:
+      fresh = optax.tree.set(fresh, **state.hyperparams)
     boundary = (state.step > 0) & (state.step % iters == 0)
     return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
 
-  def train_step(state: TrainState, _):
+  def train_step(state: TrainState, data: TrainData):
     key, batch_key, augment_key = jax.random.split(state.key, 3)
     rows, sampler_state = sampler.sample(batch_key, state.step, state.sampler_state)
-    images, labels = train_x[rows], train_y[rows]
+    images, labels = data.train_images[rows], data.train_labels[rows]
     if augment is not None:
       images = augment(augment_key, images)
     opt_state = state.opt_state
-    if reset_opt_state_at_task_boundaries:
+    if spec.reset_at_task_boundaries:
       opt_state = reset_at_boundary(state, opt_state)
     gain = current_gain(opt_state)
+    dropout_key = jax.random.fold_in(augment_key, 1)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.model_state, gain, images, labels)
+        state.params, state.model_state, gain, images, labels, dropout_key)
     h = entropy(jax.lax.stop_gradient(logits))
     updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
     params = optax.apply_updates(state.params, updates)
     record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
-    return TrainState(params, model_state, opt_state, sampler_state, key,
-                      state.step + 1), record
+    return state._replace(params=params, model_state=model_state, opt_state=opt_state,
+                          sampler_state=sampler_state, key=key, step=state.step + 1), record
 
   def evaluate(state: TrainState, images, labels):
     """Per-example correctness and loss ``[N]`` of the network as it is now."""
     gain = current_gain(state.opt_state)
 
     def chunk(xy):
-      logits, _ = forward(state.params, state.model_state, gain, xy[0], train=False)
+      logits, _ = forward(state.params, state.model_state, gain, xy[0], False)
       losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
       return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
 
@@ -293,42 +316,60 @@ def make_train_parts(
     correct, losses = jax.lax.map(chunk, batched)
     return correct.reshape(-1)[:n], losses.reshape(-1)[:n]
 
-  def eval_interval(state):
+  def eval_interval(state, data):
     if unroll:  # straight-line code: even a one-trip lax.scan compiles to a loop
       records = []
       for _ in range(config.eval_every):
-        state, record = train_step(state, None)
+        state, record = train_step(state, data)
         records.append(record)
       steps = jax.tree.map(lambda *r: jnp.stack(r), *records)
     else:
-      state, steps = jax.lax.scan(train_step, state, None, length=config.eval_every)
-    correct, losses = evaluate(state, task1_x, task1_y)
+      state, steps = jax.lax.scan(lambda s, _: train_step(s, data), state, None,
+                                  length=config.eval_every)
+    correct, losses = evaluate(state, data.test_images[:n_task1], data.test_labels[:n_task1])
     return state, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
 
-  def task_eval(state):
-    correct, losses = evaluate(state, test_x, test_y)
+  def task_eval(state, data):
+    correct, losses = evaluate(state, data.test_images, data.test_labels)
+    ids = data.test_task_ids
     return {
-        "task_acc": jax.ops.segment_sum(correct, test_ids, num_tasks) / test_counts,
-        "task_loss": jax.ops.segment_sum(losses, test_ids, num_tasks) / test_counts,
+        "task_acc": jax.ops.segment_sum(correct, ids, num_tasks) / test_counts,
+        "task_loss": jax.ops.segment_sum(losses, ids, num_tasks) / test_counts,
     }
 
-  def init(key: jax.Array, hyperparams: Mapping[str, Any] | None = None) -> TrainState:
+  def init(key: jax.Array, data: TrainData,
+           hyperparams: Mapping[str, Any] | None = None) -> TrainState:
     init_key, sampler_key, loop_key = jax.random.split(key, 3)
-    variables = dict(model.init(init_key, preprocess(train_x[:1]), train=False))
-    params = variables.pop("params")
+    params, model_state = net.init(init_key, preprocess(data.train_images[:1]))
     opt_state = tx.init(params)
+    hyperparams = dict(hyperparams or {})
     if hyperparams:
       opt_state = optax.tree.set(opt_state, **hyperparams)
-    return TrainState(params, variables, opt_state, sampler.init(sampler_key),
-                      loop_key, jnp.zeros((), jnp.int32))
+    return TrainState(params, model_state, opt_state, sampler.init(sampler_key),
+                      loop_key, jnp.zeros((), jnp.int32), hyperparams)
 
   return TrainParts(
       init=init,
+      step=train_step,
       eval_interval=eval_interval,
       task_eval=task_eval,
       num_intervals=num_tasks * iters // config.eval_every,
       intervals_per_task_eval=config.task_eval_every // config.eval_every,
+      data=data,
+      optimizer=spec,
+      model=net,
   )
+
+
+def _check_network(net: ModelFns, preprocess, data: TrainData, num_classes: int) -> None:
+  """Traces the network on two training images (nothing is computed) and
+  raises ValueError unless it gives logits ``[2, num_classes]``."""
+  def logits(key, images):
+    params, model_state = net.init(key, preprocess(images))
+    return net.apply(params, model_state, preprocess(images), train=False, key=key)[0]
+
+  out = jax.eval_shape(logits, jax.random.key(0), data.train_images[:2])
+  check_logits(out, 2, num_classes, net.name)
 
 
 def _assemble(steps, task1, per_task) -> dict[str, jax.Array]:
@@ -343,52 +384,49 @@ def _assemble(steps, task1, per_task) -> dict[str, jax.Array]:
 
 def make_train(
     stream: TaskStream,
-    optimizer: str | optax.GradientTransformationExtraArgs,
+    optimizer: str | optax.GradientTransformation | Optimizer,
     config: TrainConfig = TrainConfig(),
     *,
-    model: nn.Module | None = None,
-    gain_mask: Any = mlp_gain_mask,
+    model: Any = None,
+    where: Placement = kernels,
     preprocess: Callable[[jax.Array], jax.Array] = standardise_mnist,
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     sampler: Sampler | None = None,
-    reset_opt_state_at_task_boundaries: bool = False,
-    reparameterise: bool = True,
     progress: Callable[[int], None] | None = None,
-) -> Callable[..., dict[str, jax.Array]]:
-  """Builds ``train(key) -> curves`` for one optimizer on one task stream.
+) -> tuple[Callable[..., dict[str, jax.Array]], TrainData]:
+  """Builds ``train(key, data) -> curves`` for one optimizer on one task stream.
 
   Args:
-    stream: the benchmark; its arrays are put on the device once, here.
-    optimizer: a name from :data:`ngm_jax.optimizers.OPTIMIZERS` (built with
-      ``config``'s hyperparameters), or any optax transformation. Its
+    stream: the benchmark; its arrays go on the device once, as the returned
+      :class:`TrainData`, the program's argument.
+    optimizer: a built-in name (:data:`ngm_jax.optimizers.OPTIMIZER_NAMES`,
+      built with ``config``'s hyperparameters and its training flags), any
+      optax transformation, or an :class:`ngm_jax.optimizers.Optimizer`. Its
       ``update`` receives ``entropy=H``; a transformation without a gain
       trains the raw weights (gain 1 is recorded).
     config: iterations, batch size, evaluation schedule, hyperparameters.
-    model: a Flax module mapping preprocessed inputs to logits; default the
-      paper's MLP with ``stream.num_classes`` outputs.
-    gain_mask: pytree of bools (or ``params -> mask``) selecting the
-      gain-modulated kernels.
+    model: a ``flax.linen.Module`` or a callable ``rngs -> flax.nnx.Module``
+      mapping preprocessed images ``[B, ...]`` to logits ``[B, C]``
+      (:mod:`ngm_jax.model_fns`); default the paper's MLP with
+      ``stream.num_classes`` outputs.
+    where: the gain placement, a predicate on parameter paths
+      (:mod:`ngm_jax.placement`); default every Dense/Conv kernel.
     preprocess: uint8 images ``[B, ...]`` → model inputs (float32).
     augment: optional ``(key, uint8 images [B, ...]) -> images``, applied to
       every training minibatch on the device (never at evaluation).
     sampler: which training rows each step draws (default
       :func:`ngm_jax.streams.joint_sampler`, incremental joint training).
-    reset_opt_state_at_task_boundaries: re-initialise the optimizer state
-      (keeping any gain) at the first iteration of every task after the
-      first. This uses task identity, so it is an *oracle* ablation.
-    reparameterise: compute with ``W_eff = g·W`` on the gain mask (NGM).
-      False: use the raw weights whatever the gain (the step-size-only
-      ablation, :func:`ngm_jax.gain.gain_scaled_sgd`).
     progress: optional host callback, called with the iteration count after
       every ``task_eval_every`` iterations (from inside the compiled loop).
 
-  The model is called as ``model.apply(variables, x, train=...)``; variables
-  other than ``params`` (e.g. BatchNorm's ``batch_stats``) are carried as
-  model state, updated by training steps and used frozen at evaluation.
+  Non-parameter variables (BatchNorm statistics, NNX RNG counters) are carried
+  as model state, updated by training steps and used frozen at evaluation.
 
   Returns:
-    ``train(key, hyperparams=None)``, pure and jittable. ``hyperparams``
-    optionally overrides values in the initial optimizer state by name (with
+    ``(train, data)``. ``train(key, data, hyperparams=None)`` is pure and
+    jittable; ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)``
+    trains many seeds in one program. ``hyperparams`` optionally overrides
+    values in the initial optimizer state by name (with
     ``optax.inject_hyperparams``, e.g. ``{"eta": 0.3}``), so that
     hyperparameters can be a ``vmap`` axis too. It returns a dict of curves:
 
@@ -405,128 +443,28 @@ def make_train(
     iteration of each point.
   """
   parts = make_train_parts(
-      stream, optimizer, config, model=model, gain_mask=gain_mask,
-      preprocess=preprocess, augment=augment, sampler=sampler,
-      reset_opt_state_at_task_boundaries=reset_opt_state_at_task_boundaries,
-      reparameterise=reparameterise)
-  return _scanned(parts, progress)
+      stream, optimizer, config, model=model, where=where, preprocess=preprocess,
+      augment=augment, sampler=sampler)
+  return _scanned(parts, progress), parts.data
 
 
 def _scanned(parts: TrainParts, progress: Callable[[int], None] | None):
-  """``train(key, hyperparams=None)``: the whole run as one ``lax.scan``."""
+  """``train(key, data, hyperparams=None)``: the whole run as one ``lax.scan``."""
   blocks = parts.num_intervals // parts.intervals_per_task_eval
 
-  def task_eval_block(state, _):
-    state, (steps, task1) = jax.lax.scan(
-        lambda s, _: parts.eval_interval(s), state, None,
-        length=parts.intervals_per_task_eval)
-    if progress is not None:
-      jax.debug.callback(progress, state.step)
-    return state, (steps, task1, parts.task_eval(state))
+  def train(key: jax.Array, data: TrainData,
+            hyperparams: Mapping[str, Any] | None = None) -> dict[str, jax.Array]:
 
-  def train(key: jax.Array, hyperparams: Mapping[str, Any] | None = None
-            ) -> dict[str, jax.Array]:
-    _, records = jax.lax.scan(task_eval_block, parts.init(key, hyperparams), None,
+    def task_eval_block(state, _):
+      state, (steps, task1) = jax.lax.scan(
+          lambda s, _: parts.eval_interval(s, data), state, None,
+          length=parts.intervals_per_task_eval)
+      if progress is not None:
+        jax.debug.callback(progress, state.step)
+      return state, (steps, task1, parts.task_eval(state, data))
+
+    _, records = jax.lax.scan(task_eval_block, parts.init(key, data, hyperparams), None,
                               length=blocks)
     return _assemble(*records)
 
   return train
-
-
-#: How :func:`train_seeds` runs the loop and the seeds.
-LOOPS = ("scan", "chunked")
-SEED_AXES = ("vmap", "map", "sequential")
-
-
-def train_seeds(
-    parts: TrainParts,
-    keys: jax.Array,
-    *,
-    loop: str = "scan",
-    seed_axis: str = "vmap",
-    progress: Callable[[int], None] | None = None,
-    hyperparams: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-  """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
-
-  Args:
-    parts: from :func:`make_train_parts` (with ``unroll=True`` for
-      ``loop="chunked"`` on CPU convolutions).
-    keys: one PRNG key per seed.
-    loop: ``"scan"``: the whole run is one compiled program (``lax.scan``
-      over iterations). ``"chunked"``: one compiled eval interval
-      (``eval_every`` steps and the Task-1 evaluation), called from Python;
-      evaluation stays compiled and data stay on the device.
-    seed_axis: ``"vmap"``: seeds batched into every operation; ``"map"``:
-      seeds one after another inside the compiled program (``lax.map``);
-      ``"sequential"``: one seed's program, compiled once and called for each
-      seed in turn from Python (no seed axis in the compiled code at all).
-    progress: host callback with the iteration count, after every per-task
-      evaluation.
-    hyperparams: ``{name: [S, ...]}``, per-seed values set by name in each
-      seed's initial optimizer state (``init``'s ``hyperparams``), e.g. the
-      gain schedule each seed of :func:`ngm_jax.gain.replayed_gain_sgd`
-      replays.
-
-  Returns:
-    ``(curves, timings)``: the curves of :func:`make_train` with a leading
-    seed axis, as NumPy arrays; ``{"compile_s", "run_s"}`` in seconds
-    (compilation ahead of time, then the run).
-  """
-  if loop not in LOOPS:
-    raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
-  if seed_axis not in SEED_AXES:
-    raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
-  # "sequential" compiles one seed's program once and calls it per seed; its
-  # progress restarts at each seed.
-  num_seeds = len(keys)
-  for name, value in (hyperparams or {}).items():
-    if np.shape(value)[:1] != (num_seeds,):
-      raise ValueError(f"hyperparams[{name!r}] has shape {np.shape(value)}; its leading"
-                       f" axis must be the {num_seeds} seeds.")
-  over_seeds = {"vmap": jax.vmap,
-                "map": lambda f: lambda *args: jax.lax.map(lambda a: f(*a), args),
-                "sequential": lambda f: f}[seed_axis]
-  if seed_axis == "sequential":
-    batches = [(keys[i], jax.tree.map(lambda v, i=i: v[i], hyperparams))
-               for i in range(num_seeds)]
-  else:
-    batches = [(keys, hyperparams)]
-  t0 = time.perf_counter()
-  if loop == "scan":
-    train = _scanned(parts, progress)
-    compiled = jax.jit(over_seeds(train)).lower(*batches[0]).compile()
-    t1 = time.perf_counter()
-    outputs = [jax.device_get(jax.block_until_ready(compiled(*b))) for b in batches]
-  else:
-    init = jax.jit(over_seeds(parts.init)).lower(*batches[0]).compile()
-    states = [init(*b) for b in batches]
-    interval = jax.jit(over_seeds(parts.eval_interval), donate_argnums=0
-                       ).lower(states[0]).compile()
-    task_eval = jax.jit(over_seeds(parts.task_eval)).lower(states[0]).compile()
-    t1 = time.perf_counter()
-    outputs = []
-    for state in states:
-      steps, task1, per_task = [], [], []
-      for i in range(1, parts.num_intervals + 1):
-        state, (s, t) = interval(state)
-        steps.append(s)
-        task1.append(t)
-        if i % parts.intervals_per_task_eval == 0:
-          per_task.append(task_eval(state))
-          if progress is not None:
-            progress(int(np.max(jax.device_get(state.step))))
-      axis = 0 if seed_axis == "sequential" else 1  # the interval axis
-      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis),
-                                           *jax.device_get(records))
-      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
-      lead = steps["gain"].shape[:axis]
-      curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
-      curves.update(per_task)
-      outputs.append(curves)
-  if seed_axis == "sequential":
-    curves = jax.tree.map(lambda *a: np.stack(a), *outputs)
-  else:
-    curves = outputs[0]
-  t2 = time.perf_counter()
-  return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}

@@ -9,7 +9,7 @@ import pytest
 
 from ngm_jax import gain as ngm
 from ngm_jax.augment import random_crop_flip
-from ngm_jax.models import SlimResNet18, classifier_gain_mask
+from ngm_jax.models import CLASSIFIER, SlimResNet18, classifier_gain_mask
 from ngm_jax.optimizers import make_optimizer
 
 SMALL = dict(width=4, stages=(1, 1, 1, 1))  # same structure, tiny
@@ -127,16 +127,16 @@ def test_batchnorm_state_in_the_training_loop():
   config = TrainConfig(iterations_per_task=2, batch_size=4, task_eval_every=1,
                        backbone_momentum=0.9)
   parts = make_train_parts(stream, "ngm_sgd", config, model=SlimResNet18(4, **SMALL),
-                           gain_mask=classifier_gain_mask,
-                           preprocess=standardise_images(*CIFAR10_STATS),
+                           where=CLASSIFIER, preprocess=standardise_images(*CIFAR10_STATS),
                            augment=random_crop_flip, unroll=True)
   from ngm_jax.train import seed_keys
   keys = seed_keys(2)
 
   def two_intervals(key):  # a lax.scan over eval intervals, as in make_train
-    start = parts.init(key)
-    end, _ = jax.lax.scan(lambda s, _: parts.eval_interval(s), start, None, length=2)
-    return start, end, parts.task_eval(end)
+    start = parts.init(key, parts.data)
+    end, _ = jax.lax.scan(lambda s, _: parts.eval_interval(s, parts.data), start, None,
+                          length=2)
+    return start, end, parts.task_eval(end, parts.data)
 
   start, end, records = jax.jit(jax.vmap(two_intervals))(keys)
   moved = jax.tree.map(lambda a, b: np.asarray(jnp.any(a != b, axis=tuple(range(1, a.ndim)))),
@@ -146,5 +146,5 @@ def test_batchnorm_state_in_the_training_loop():
   assert all(jax.tree.leaves(seeds_differ))
   assert records["task_acc"].shape == (2, 2)
   # Evaluation leaves the statistics alone: evaluating twice gives the same records.
-  again = jax.jit(jax.vmap(parts.task_eval))(end)
+  again = jax.jit(jax.vmap(lambda s: parts.task_eval(s, parts.data)))(end)
   np.testing.assert_array_equal(again["task_loss"], records["task_loss"])

@@ -157,8 +157,8 @@ def test_trains_inside_make_train_under_vmap(stream):
   config = TrainConfig(iterations_per_task=ITERS, batch_size=BATCH, eval_every=1,
                        task_eval_every=3)
   sampler = replay.replay_sampler(stream, BATCH, ITERS, PER_CLASS)
-  train = make_train(stream, "ngm_sgd", config, sampler=sampler)
-  curves = jax.device_get(jax.jit(jax.vmap(train))(seed_keys(2)))
+  train, data = make_train(stream, "ngm_sgd", config, sampler=sampler)
+  curves = jax.device_get(jax.jit(jax.vmap(train, in_axes=(0, None)))(seed_keys(2), data))
   assert curves["task1_acc"].shape == (2, 30) and curves["task_acc"].shape == (2, 10, 5)
   assert all(np.isfinite(v).all() for v in curves.values())
   assert not np.allclose(curves["task1_loss"][0], curves["task1_loss"][1])

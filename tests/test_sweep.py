@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ngm_jax import streams, sweep
+from ngm_jax.placement import layer_kernels
 from ngm_jax.train import TrainConfig, make_train, seed_keys
 from tests.conftest import fake_mnist
 
@@ -49,11 +50,26 @@ def test_each_run_follows_its_own_gain_dynamics(swept):
 def test_a_grid_point_equals_a_separate_make_train(stream, swept, i, j):
   curves, _ = swept
   config = dataclasses.replace(CONFIG, eta=ETAS[i], gamma=GAMMAS[j])
-  alone = jax.device_get(jax.jit(jax.vmap(make_train(stream, "ngm_sgd", config)))(
-      seed_keys(2)))
+  train, data = make_train(stream, "ngm_sgd", config)
+  alone = jax.device_get(jax.jit(jax.vmap(train, in_axes=(0, None)))(seed_keys(2), data))
   for name, value in alone.items():
     np.testing.assert_allclose(curves[name][i, j], value, rtol=1e-4, atol=1e-5, err_msg=name)
   assert not np.allclose(curves["gain"][i, 0], curves["gain"][i, 1])  # γ matters
+
+
+def test_sweep_honours_backbone_momentum(stream):
+  # Gain on the output layer only, momentum SGD on the hidden ones: a grid
+  # point must train exactly as the built-in ngm_sgd with that config does.
+  config = dataclasses.replace(CONFIG, backbone_momentum=0.9, eta=0.6, gamma=0.5)
+  output_only = layer_kernels("output")
+  curves, _ = sweep.sweep(stream, config, [0.6], [0.5], num_seeds=1, where=output_only)
+  train, data = make_train(stream, "ngm_sgd", config, where=output_only)
+  alone = jax.device_get(jax.jit(jax.vmap(train, in_axes=(0, None)))(seed_keys(1), data))
+  plain = dataclasses.replace(config, backbone_momentum=None)
+  train, data = make_train(stream, "ngm_sgd", plain, where=output_only)
+  no_momentum = jax.device_get(jax.jit(jax.vmap(train, in_axes=(0, None)))(seed_keys(1), data))
+  np.testing.assert_allclose(curves["train_loss"][0, 0], alone["train_loss"], rtol=1e-5)
+  assert not np.allclose(curves["train_loss"][0, 0], no_momentum["train_loss"], rtol=1e-5)
 
 
 def test_separate_runs_build_ngm_sgd_per_setting_and_time_each(stream, monkeypatch):

@@ -10,12 +10,23 @@ import pytest
 
 from ngm_jax import gain as ngm
 from ngm_jax import streams
-from ngm_jax.train import (TrainConfig, curve_iterations, make_train, make_train_parts,
-                           seed_keys, train_seeds)
+from ngm_jax.execution import train_seeds
+from ngm_jax.optimizers import Optimizer
+from ngm_jax.train import TrainConfig, curve_iterations, make_train, make_train_parts, seed_keys
 from tests.conftest import fake_mnist
 
 CONFIG = TrainConfig(iterations_per_task=6, batch_size=8, eta=0.4,
                      eval_every=1, task_eval_every=3)
+
+
+def run_one(stream, optimizer, config=CONFIG, key=None, **kwargs):
+  """One seed's curves (key 0 unless given)."""
+  train, data = make_train(stream, optimizer, config, **kwargs)
+  return jax.jit(train)(jax.random.key(0) if key is None else key, data)
+
+
+def run_seeds(train, data, keys):
+  return jax.device_get(jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data))
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +36,8 @@ def stream():
 
 @pytest.fixture(scope="module")
 def ngm_curves(stream):
-  train = make_train(stream, "ngm_sgd", CONFIG)
-  return train, jax.device_get(jax.jit(jax.vmap(train))(seed_keys(2)))
+  train, data = make_train(stream, "ngm_sgd", CONFIG)
+  return (train, data), run_seeds(train, data, seed_keys(2))
 
 
 def test_curve_shapes_and_iterations(stream, ngm_curves):
@@ -53,16 +64,16 @@ def test_gain_follows_minibatch_entropy(ngm_curves):
 
 
 def test_vmapped_seed_equals_seed_run_alone(stream, ngm_curves):
-  train, curves = ngm_curves
-  alone = jax.device_get(jax.jit(train)(seed_keys([1])[0]))
+  (train, data), curves = ngm_curves
+  alone = jax.device_get(jax.jit(train)(seed_keys([1])[0], data))
   for name, value in alone.items():
     np.testing.assert_allclose(curves[name][1], value, rtol=1e-4, atol=1e-5, err_msg=name)
   assert not np.allclose(curves["task1_loss"][0], curves["task1_loss"][1])  # seeds differ
 
 
 def test_same_key_same_run(ngm_curves):
-  train, curves = ngm_curves
-  again = jax.device_get(jax.jit(jax.vmap(train))(seed_keys(2)))
+  (train, data), curves = ngm_curves
+  again = run_seeds(train, data, seed_keys(2))
   for name in curves:
     np.testing.assert_array_equal(curves[name], again[name])
 
@@ -77,7 +88,7 @@ def test_learns_task1_and_baseline_records_unit_gain(stream):
       train_labels=stream.train_labels[:stream.train_task_ends[1]],
       test_images=stream.test_images[:stream.test_task_ends[1]],
       test_labels=stream.test_labels[:stream.test_task_ends[1]])
-  curves = jax.jit(make_train(two_tasks, "msgd", config))(jax.random.key(0))
+  curves = run_one(two_tasks, "msgd", config)
   assert float(curves["task1_acc"][29]) > 0.9
   np.testing.assert_array_equal(curves["gain"], 1.0)
 
@@ -85,7 +96,7 @@ def test_learns_task1_and_baseline_records_unit_gain(stream):
 def test_user_chain_and_eval_options(stream):
   config = dataclasses.replace(CONFIG, eval_every=3, eval_task1_limit=5)
   tx = optax.chain(ngm.gain_modulation(eta=0.2), optax.adam(1e-3))
-  curves = jax.jit(make_train(stream, tx, config))(jax.random.key(0))
+  curves = run_one(stream, tx, config)
   assert curves["task1_acc"].shape == (10,)
   # Accuracy on 5 images is a multiple of 1/5.
   np.testing.assert_allclose(np.asarray(curves["task1_acc"]) * 5 % 1, 0, atol=1e-5)
@@ -94,8 +105,9 @@ def test_user_chain_and_eval_options(stream):
 
 def test_progress_callback_reports_iterations(stream):
   seen = []
-  train = make_train(stream, "sgd", CONFIG, progress=lambda step: seen.append(int(np.max(step))))
-  jax.block_until_ready(jax.jit(jax.vmap(train))(seed_keys(2)))
+  train, data = make_train(stream, "sgd", CONFIG,
+                           progress=lambda step: seen.append(int(np.max(step))))
+  run_seeds(train, data, seed_keys(2))
   jax.effects_barrier()
   assert max(seen) == 30 and set(seen) <= set(range(3, 31, 3))
 
@@ -124,16 +136,15 @@ def test_oracle_reset_restarts_optimizer_state_and_keeps_gain(stream):
     return jnp.where(count < CONFIG.iterations_per_task, 0.05, 0.0)
 
   tx = optax.sgd(stop_after_task_1)
-  plain = jax.jit(make_train(stream, tx, CONFIG))(jax.random.key(0))
-  reset = jax.jit(make_train(stream, tx, CONFIG, reset_opt_state_at_task_boundaries=True))(
-      jax.random.key(0))
+  plain = run_one(stream, tx)
+  reset = run_one(stream, Optimizer(tx, reset_at_task_boundaries=True))
   frozen = np.asarray(plain["task1_loss"][6:])
   np.testing.assert_allclose(frozen, frozen[0])  # no learning after task 1
   assert np.ptp(np.asarray(reset["task1_loss"][6:])) > 1e-3
   np.testing.assert_allclose(plain["task1_loss"][:6], reset["task1_loss"][:6])
 
-  ngm_reset = jax.jit(make_train(stream, "ngm_sgd", CONFIG,
-                                 reset_opt_state_at_task_boundaries=True))(jax.random.key(0))
+  ngm_reset = run_one(stream, Optimizer(ngm.ngm_sgd(0.01, eta=0.4),
+                                        reset_at_task_boundaries=True))
   g, h = np.asarray(ngm_reset["gain"]), np.asarray(ngm_reset["entropy"])
   np.testing.assert_allclose(g[1:], 0.9 * g[:-1] + 0.1 + 0.4 * h[1:], rtol=1e-5)
 
@@ -141,12 +152,12 @@ def test_oracle_reset_restarts_optimizer_state_and_keeps_gain(stream):
 def test_hyperparameters_as_a_vmap_axis(stream):
   injected = optax.inject_hyperparams(ngm.ngm_sgd)(learning_rate=0.01, gamma=0.9, g0=1.0,
                                                    eta=0.4)
-  train = make_train(stream, injected, CONFIG)
+  train, data = make_train(stream, injected, CONFIG)
   etas = jnp.array([0.0, 0.7])
-  swept = jax.jit(jax.vmap(lambda e: train(jax.random.key(0), {"eta": e})))(etas)
+  swept = jax.jit(jax.vmap(lambda e: train(jax.random.key(0), data, {"eta": e})))(etas)
   for i, eta in enumerate([0.0, 0.7]):
     config = dataclasses.replace(CONFIG, eta=eta)
-    single = jax.jit(make_train(stream, "ngm_sgd", config))(jax.random.key(0))
+    single = run_one(stream, "ngm_sgd", config)
     np.testing.assert_allclose(swept["gain"][i], single["gain"], rtol=1e-5)
     np.testing.assert_allclose(swept["task1_acc"][i], single["task1_acc"], atol=1e-6)
   np.testing.assert_allclose(swept["gain"][0], 1.0, rtol=1e-6)  # eta = 0 holds g0
@@ -165,13 +176,17 @@ def test_every_driver_gives_the_scanned_vmapped_curves(stream, ngm_curves, loop,
   assert set(curves) == set(reference)
   for name, value in reference.items():
     np.testing.assert_allclose(curves[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
-  assert max(seen) == 30 and timings["run_s"] > 0 and timings["compile_s"] > 0
+  # Sequential seeds count every seed's iterations, so the bar never jumps back.
+  assert max(seen) == 30 * (2 if seed_axis == "sequential" else 1)
+  if seed_axis != "map":  # lax.map's seeds report from inside one program, each from 3
+    assert seen == sorted(seen)
+  assert timings["run_s"] > 0 and timings["compile_s"] > 0
 
 
 def test_batched_evaluation_matches_whole_set(stream, ngm_curves):
   _, reference = ngm_curves
   config = dataclasses.replace(CONFIG, eval_batch_size=7)  # 12 and 60 images: padded
-  curves = jax.jit(jax.vmap(make_train(stream, "ngm_sgd", config)))(seed_keys(2))
+  curves = run_seeds(*make_train(stream, "ngm_sgd", config), seed_keys(2))
   for name in ("task1_acc", "task1_loss", "task_acc", "task_loss"):
     np.testing.assert_allclose(curves[name], reference[name], rtol=1e-5, atol=1e-6)
 
@@ -191,8 +206,9 @@ def test_unrolled_interval_has_no_loop_over_steps(stream, eval_every):
   config = dataclasses.replace(CONFIG, eval_every=eval_every)
   def top_level_primitives(unroll):
     parts = make_train_parts(stream, "ngm_sgd", config, unroll=unroll)
-    state = parts.init(jax.random.key(0))
-    return [e.primitive.name for e in jax.make_jaxpr(parts.eval_interval)(state).jaxpr.eqns]
+    state = parts.init(jax.random.key(0), parts.data)
+    return [e.primitive.name
+            for e in jax.make_jaxpr(parts.eval_interval)(state, parts.data).jaxpr.eqns]
   assert "scan" not in top_level_primitives(unroll=True)
   assert "scan" in top_level_primitives(unroll=False)
 
@@ -201,16 +217,13 @@ def test_unrolled_interval_has_no_loop_over_steps(stream, eval_every):
 def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_axis):
   # entropy_lr_sgd steps by lr·g² with g from its own entropy; replaying the
   # gain it recorded, per seed, through replayed_lr_sgd must retrace the run.
-  from ngm_jax.analysis import gain_schedule
-  from ngm_jax.optimizers import training_options
+  from ngm_jax.gain_analysis import gain_schedule
   config = dataclasses.replace(CONFIG, eta=0.6)
   keys = seed_keys(2)
-  own, _ = train_seeds(make_train_parts(stream, "entropy_lr_sgd", config, reparameterise=False),
-                       keys)
+  own, _ = train_seeds(make_train_parts(stream, "entropy_lr_sgd", config), keys)
   schedule = gain_schedule(own["gain"], config.g0)
   assert not np.allclose(schedule[0], schedule[1])  # each seed has its own schedule
-  parts = make_train_parts(stream, "replayed_lr_sgd", config,
-                           **training_options("replayed_lr_sgd"))
+  parts = make_train_parts(stream, "replayed_lr_sgd", config)
   replayed, _ = train_seeds(parts, keys, seed_axis=seed_axis,
                             hyperparams={"schedule": schedule})
   for name in ("train_loss", "entropy", "task1_acc", "task_acc"):
@@ -224,9 +237,7 @@ def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_
 @pytest.mark.parametrize("name", ["entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
                                   "ngm_adam", "ngm_sgd_plain"])
 def test_ablation_optimizers_train(stream, name):
-  from ngm_jax.optimizers import training_options
-  curves = jax.jit(make_train(stream, name, CONFIG, **training_options(name)))(
-      jax.random.key(0))
+  curves = run_one(stream, name)
   assert np.isfinite(np.asarray(curves["task1_loss"])).all()
   has_gain = name in ("entropy_lr_sgd", "ngm_msgd", "ngm_adam", "ngm_sgd_plain")
   assert (np.ptp(np.asarray(curves["gain"])) > 0) == has_gain
@@ -234,8 +245,8 @@ def test_ablation_optimizers_train(stream, name):
 
 def test_without_reparameterisation_the_gain_does_not_scale_the_forward_pass(stream):
   config = dataclasses.replace(CONFIG, eta=2.0)
-  reparam = jax.jit(make_train(stream, "ngm_sgd", config))(jax.random.key(0))
-  raw = jax.jit(make_train(stream, "ngm_sgd", config, reparameterise=False))(jax.random.key(0))
+  reparam = run_one(stream, "ngm_sgd", config)
+  raw = run_one(stream, Optimizer(ngm.ngm_sgd(0.01, eta=2.0), reparameterise=False), config)
   assert float(reparam["gain"][0]) > 1.5
   # Step 0 runs at gain g0 = 1 in both, so both take the same first step; at
   # step 1 only the reparameterised forward pass scales the logits (by g^3:

@@ -7,23 +7,12 @@ of every superclass. Slim ResNet-18, head-only gain.
 """
 
 from experiments.configs import ExperimentConfig
-from ngm_jax.train import TrainConfig
+from ngm_jax import benchmarks
 
 
 def get_config() -> ExperimentConfig:
   return ExperimentConfig(
       benchmark="domain_cifar100",
-      train=TrainConfig(
-          iterations_per_task=400,
-          batch_size=256,
-          learning_rate=0.01,
-          gamma=0.9,
-          g0=1.0,
-          eta=0.1,
-          eval_every=1,
-          task_eval_every=20,
-          eval_batch_size=1000,
-          backbone_momentum=0.9,
-      ),
+      train=benchmarks.get("domain_cifar100").config,  # the paper's, in ngm_jax.benchmarks
       options={"num_tasks": 5},
   )

@@ -7,23 +7,12 @@ Five optimizers × five seeds × 2,000 iterations is a GPU job (see docs/results
 """
 
 from experiments.configs import ExperimentConfig
-from ngm_jax.train import TrainConfig
+from ngm_jax import benchmarks
 
 
 def get_config() -> ExperimentConfig:
   return ExperimentConfig(
       benchmark="split_cifar10",
-      train=TrainConfig(
-          iterations_per_task=400,
-          batch_size=256,
-          learning_rate=0.01,
-          gamma=0.9,
-          g0=1.0,
-          eta=0.2,
-          eval_every=1,
-          task_eval_every=20,
-          eval_batch_size=1000,
-          backbone_momentum=0.9,
-      ),
+      train=benchmarks.get("split_cifar10").config,  # the paper's, in ngm_jax.benchmarks
       augment=True,
   )

@@ -9,23 +9,12 @@ batch 256, η = 0.1. A GPU job (docs/results.md).
 """
 
 from experiments.configs import ExperimentConfig
-from ngm_jax.train import TrainConfig
+from ngm_jax import benchmarks
 
 
 def get_config() -> ExperimentConfig:
   return ExperimentConfig(
       benchmark="split_miniimagenet",
-      train=TrainConfig(
-          iterations_per_task=400,
-          batch_size=256,
-          learning_rate=0.01,
-          gamma=0.9,
-          g0=1.0,
-          eta=0.1,
-          eval_every=1,
-          task_eval_every=20,
-          eval_batch_size=500,
-          backbone_momentum=0.9,
-      ),
+      train=benchmarks.get("split_miniimagenet").config,  # the paper's, in ngm_jax.benchmarks
       options={"num_tasks": 5, "classes_per_task": 10},
   )

@@ -6,20 +6,11 @@ Five optimizers × five seeds; see docs/results.md for the wall time measured he
 """
 
 from experiments.configs import ExperimentConfig
-from ngm_jax.train import TrainConfig
+from ngm_jax import benchmarks
 
 
 def get_config() -> ExperimentConfig:
   return ExperimentConfig(
       benchmark="split_mnist",
-      train=TrainConfig(
-          iterations_per_task=200,
-          batch_size=128,
-          learning_rate=0.01,
-          gamma=0.9,
-          g0=1.0,
-          eta=0.4,
-          eval_every=1,
-          task_eval_every=10,
-      ),
+      train=benchmarks.get("split_mnist").config,  # the paper's, in ngm_jax.benchmarks
   )

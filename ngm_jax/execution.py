@@ -1,0 +1,168 @@
+"""How a run executes: the loop (one scan, or compiled chunks) and the seed axis.
+
+:func:`train_seeds` runs the pieces of :func:`ngm_jax.train.make_train_parts`
+for every seed key, as one scanned program or as compiled eval intervals
+driven from Python, with the seeds vmapped, mapped inside the program, or one
+after another; :func:`default_execution` is what ``"auto"`` picks, from the
+measurements in docs/results.md. The data are an argument of every compiled
+function (``parts.data``), never a constant inside it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+
+from ngm_jax.train import TrainParts, _scanned
+
+__all__ = ["LOOPS", "SEED_AXES", "default_execution", "resolve_execution", "train_seeds"]
+
+
+def default_execution(platform_name: str, convolutional: bool) -> tuple[str, str]:
+  """``(loop, seed_axis)`` for ``loop="auto"`` / ``seed_axis="auto"``.
+
+  From the measurements in docs/results.md: on CPU the MLP runs fastest as
+  one scan with seeds vmapped. A convolutional network's training step runs
+  many times slower on XLA:CPU inside any loop (``lax.scan``, and so also
+  ``lax.map`` over seeds) and when vmapped over seeds (grouped
+  convolutions), so on CPU it is driven in compiled chunks, one seed's program
+  called per seed. On accelerators the whole run is one scan with vmapped
+  seeds (not measured here: no GPU was available).
+  """
+  if platform_name == "cpu" and convolutional:
+    return "chunked", "sequential"
+  return "scan", "vmap"
+
+
+def resolve_execution(loop: str, seed_axis: str, convolutional: bool) -> tuple[str, str]:
+  """``loop`` and ``seed_axis`` with ``"auto"`` replaced (:func:`default_execution`).
+
+  Raises:
+    ValueError: an unknown value, naming the allowed ones.
+  """
+  auto_loop, auto_axis = default_execution(jax.default_backend(), convolutional)
+  if loop not in ("auto",) + LOOPS:
+    raise ValueError(f"loop={loop!r}; choose from auto, {', '.join(LOOPS)}.")
+  if seed_axis not in ("auto",) + SEED_AXES:
+    raise ValueError(f"seed_axis={seed_axis!r}; choose from auto, {', '.join(SEED_AXES)}.")
+  return (auto_loop if loop == "auto" else loop,
+          auto_axis if seed_axis == "auto" else seed_axis)
+
+
+#: How :func:`train_seeds` runs the loop and the seeds.
+LOOPS = ("scan", "chunked")
+SEED_AXES = ("vmap", "map", "sequential")
+
+
+def train_seeds(
+    parts: TrainParts,
+    keys: jax.Array,
+    *,
+    loop: str = "scan",
+    seed_axis: str = "vmap",
+    progress: Callable[[int], None] | None = None,
+    hyperparams: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+  """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
+
+  Args:
+    parts: from :func:`make_train_parts` (with ``unroll=True`` for
+      ``loop="chunked"`` on CPU convolutions).
+    keys: one PRNG key per seed.
+    loop: ``"scan"``: the whole run is one compiled program (``lax.scan``
+      over iterations). ``"chunked"``: one compiled eval interval
+      (``eval_every`` steps and the Task-1 evaluation), called from Python;
+      evaluation stays compiled and data stay on the device.
+    seed_axis: ``"vmap"``: seeds batched into every operation; ``"map"``:
+      seeds one after another inside the compiled program (``lax.map``);
+      ``"sequential"``: one seed's program, compiled once and called for each
+      seed in turn from Python (no seed axis in the compiled code at all).
+    progress: host callback with the iterations done so far (an int), after
+      every per-task evaluation; with ``seed_axis="sequential"`` it counts
+      the iterations of every seed run so far (up to ``S·T``).
+    hyperparams: ``{name: [S, ...]}``, per-seed values set by name in each
+      seed's initial optimizer state (``init``'s ``hyperparams``), e.g. the
+      gain schedule each seed of :func:`ngm_jax.gain.replayed_gain_sgd`
+      replays.
+
+  Returns:
+    ``(curves, timings)``: the curves of :func:`make_train` with a leading
+    seed axis, as NumPy arrays; ``{"compile_s", "run_s"}`` in seconds
+    (compilation ahead of time, then the run).
+  """
+  if loop not in LOOPS:
+    raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
+  if seed_axis not in SEED_AXES:
+    raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
+  # "sequential" compiles one seed's program once and calls it per seed; its
+  # progress restarts at each seed.
+  num_seeds = len(keys)
+  for name, value in (hyperparams or {}).items():
+    if np.shape(value)[:1] != (num_seeds,):
+      raise ValueError(f"hyperparams[{name!r}] has shape {np.shape(value)}; its leading"
+                       f" axis must be the {num_seeds} seeds.")
+  # Each function takes the data first; the data are never batched over seeds.
+  over_seeds = {
+      "vmap": lambda f: lambda data, *a: jax.vmap(lambda *s: f(data, *s))(*a),
+      "map": lambda f: lambda data, *a: jax.lax.map(lambda s: f(data, *s), a),
+      "sequential": lambda f: f,
+  }[seed_axis]
+  data = parts.data
+  if seed_axis == "sequential":
+    batches = [(keys[i], jax.tree.map(lambda v, i=i: v[i], hyperparams))
+               for i in range(num_seeds)]
+  else:
+    batches = [(keys, hyperparams)]
+  done_before = [0]  # iterations of the seeds already finished (sequential seeds)
+
+  def report(step):
+    if progress is not None:
+      progress(done_before[0] + int(np.max(step)))
+
+  t0 = time.perf_counter()
+  if loop == "scan":
+    train = _scanned(parts, report if progress is not None else None)
+    compiled = jax.jit(over_seeds(lambda d, k, h: train(k, d, h))
+                       ).lower(data, *batches[0]).compile()
+    t1 = time.perf_counter()
+    outputs = []
+    for b in batches:
+      outputs.append(jax.device_get(jax.block_until_ready(compiled(data, *b))))
+      done_before[0] += outputs[-1]["gain"].shape[-1]
+  else:
+    init = jax.jit(over_seeds(lambda d, k, h: parts.init(k, d, h))
+                   ).lower(data, *batches[0]).compile()
+    states = [init(data, *b) for b in batches]
+    interval = jax.jit(over_seeds(lambda d, s: parts.eval_interval(s, d)), donate_argnums=1
+                       ).lower(data, states[0]).compile()
+    task_eval = jax.jit(over_seeds(lambda d, s: parts.task_eval(s, d))
+                        ).lower(data, states[0]).compile()
+    t1 = time.perf_counter()
+    outputs = []
+    for state in states:
+      steps, task1, per_task = [], [], []
+      for i in range(1, parts.num_intervals + 1):
+        state, (s, t) = interval(data, state)
+        steps.append(s)
+        task1.append(t)
+        if i % parts.intervals_per_task_eval == 0:
+          per_task.append(task_eval(data, state))
+          report(jax.device_get(state.step))
+      axis = 0 if seed_axis == "sequential" else 1  # the interval axis
+      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis),
+                                           *jax.device_get(records))
+      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+      lead = steps["gain"].shape[:axis]
+      curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
+      curves.update(per_task)
+      outputs.append(curves)
+      done_before[0] += curves["gain"].shape[-1]
+  if seed_axis == "sequential":
+    curves = jax.tree.map(lambda *a: np.stack(a), *outputs)
+  else:
+    curves = outputs[0]
+  t2 = time.perf_counter()
+  return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}

@@ -1,0 +1,89 @@
+"""Markdown tables of a run's metrics, in the form of the paper's Table 1."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ngm_jax.metrics import TABLE_METRICS
+
+__all__ = ["metrics_table"]
+
+_METRIC_LABELS = {
+    "avg_acc": "avg-ACC (%)",
+    "avg_min_acc": "avg-min-ACC (%)",
+    "wc_acc": "WC-ACC (%)",
+    "avg_sg": "avg-SG (%)",
+    "dl_min_acc": "min-ACC (%)",
+    "dl_wc_acc": "WC-ACC (%)",
+    "dl_final_acc_all": "final ACC, all tasks (%)",
+}
+
+
+def _fmt(entry: Mapping[str, Any], key: str) -> str:
+  value = entry[key]
+  return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def metrics_table(
+    metrics: Mapping[str, Mapping[str, Any]],
+    num_seeds: int,
+    failed: Mapping[str, Any] | None = None,
+    without_failed: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+  """Markdown tables in the form of the paper's Table 1, plus De Lange et al.'s
+  per-task metrics.
+
+  Values are percentages. The first table is mean ± standard error over
+  seeds (each metric computed per seed); the second computes each metric
+  once on the seed-averaged Task-1 curve, as the paper's scripts did.
+
+  Args:
+    metrics: ``{optimizer: metrics}`` from :func:`compute_metrics`.
+    num_seeds: S, for the captions.
+    failed: ``{optimizer: [S] bool}``, the seeds whose training failed
+      (:func:`ngm_jax.analysis.failed_seeds`); adds a "failed seeds" column
+      to the first table, which names them.
+    without_failed: ``{optimizer: metrics}`` over the seeds that did not
+      fail; each adds a row "↳ ..." under its optimizer's in the first table.
+  """
+  failed, without_failed = failed or {}, without_failed or {}
+
+  def failed_cell(opt):
+    bad = np.flatnonzero(np.asarray(failed.get(opt, []), bool))
+    return f"{bad.size}/{num_seeds}" + (f" (seed index {', '.join(map(str, bad))})"
+                                       if bad.size else "")
+
+  def table(columns, cell, flag=False):
+    flag = flag and bool(failed)
+    head = ("| optimizer | " + " | ".join(_METRIC_LABELS[c] for c in columns)
+            + (" | failed seeds" if flag else "") + " |")
+    rule = "|---|" + "---:|" * len(columns) + ("---:|" if flag else "")
+    rows = []
+    for opt, m in metrics.items():
+      rows.append(f"| {opt} | " + " | ".join(cell(m[c]) for c in columns)
+                  + (f" | {failed_cell(opt)}" if flag else "") + " |")
+      if flag and opt in without_failed:
+        kept = num_seeds - int(np.sum(failed[opt]))
+        rows.append(f"| ↳ {opt}, the {kept} seeds that did not fail | "
+                    + " | ".join(cell(without_failed[opt][c]) for c in columns) + " | 0 |")
+    return "\n".join([head, rule, *rows])
+
+  mean_se = lambda e: f"{_fmt(e, 'mean')} ± {_fmt(e, 'stderr')}"
+  of_mean = lambda e: _fmt(e, "of_mean_curve")
+  per_task = ("dl_min_acc", "dl_wc_acc", "dl_final_acc_all")
+  return "\n\n".join([
+      f"**Task-1 metrics, mean ± standard error over {num_seeds} seeds** (each"
+      " metric computed on each seed's curve, then averaged):",
+      table(TABLE_METRICS, mean_se, flag=True),
+      "**Task-1 metrics of the seed-averaged curve** (the curve averaged over"
+      " seeds first, then each metric computed once, as the paper's scripts"
+      " did; dips at different iterations in different seeds partly cancel,"
+      " so the gap looks smaller here):",
+      table(TABLE_METRICS, of_mean),
+      f"**De Lange et al.'s per-task metrics, mean ± standard error over"
+      f" {num_seeds} seeds** (min-ACC over all old tasks, on the coarser"
+      " per-task evaluation grid):",
+      table(per_task, mean_se),
+  ]) + "\n"
