@@ -1,0 +1,116 @@
+"""The configuration of one incremental-joint-training run, and its time axis.
+
+:class:`TrainConfig` holds the schedule (iterations per task, batch size,
+evaluation every how many iterations, on how many Task-1 images) and the
+hyperparameters the built-in optimizers are made from (learning rate, γ, g0,
+η, the constant gain, the backbone momentum). It validates itself; it builds
+nothing (the optimizers are :func:`ngm_jax.optimizers.builtin`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ngm_jax.streams import TaskStream
+
+__all__ = ["TrainConfig", "seed_keys", "curve_iterations", "task1_eval_size"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Hyperparameters of one incremental-joint-training run.
+
+  Attributes:
+    iterations_per_task: I, optimizer steps per task.
+    batch_size: minibatch size.
+    learning_rate: step size on the raw weights.
+    gamma, g0, eta: the NGM gain dynamics (γ, g0, η).
+    const_gain: the constant gain of the ``g0_sgd`` ablation.
+    eval_every: evaluate Task-1 test accuracy and loss every this many
+      iterations (1 = every iteration). Must divide ``task_eval_every``.
+    task_eval_every: evaluate every task's test set every this many
+      iterations. Must divide ``iterations_per_task``.
+    eval_task1_limit: evaluate Task 1 on only its first N test images (None:
+      all of them). Recorded in the output.
+    eval_batch_size: evaluate test sets in chunks of this many images (None:
+      all at once), to bound activation memory for convolutional models.
+    backbone_momentum: None: one optimizer for every parameter. A number: the
+      gain-modulated parameters (the ``gain_mask``) get the named optimizer
+      and every other parameter SGD with this momentum, through
+      ``optax.partition`` (the image benchmarks' NGM-SGD: gain-modulated
+      classifier by plain SGD, backbone by momentum SGD 0.9).
+  """
+
+  iterations_per_task: int = 200
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  gamma: float = 0.9
+  g0: float = 1.0
+  eta: float = 0.4
+  const_gain: float = 1.0
+  eval_every: int = 1
+  task_eval_every: int = 10
+  eval_task1_limit: int | None = None
+  eval_batch_size: int | None = None
+  backbone_momentum: float | None = None
+
+  def __post_init__(self):
+    for name in ("iterations_per_task", "batch_size", "eval_every",
+                 "task_eval_every"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"TrainConfig.{name}={value!r}: must be an integer >= 1.")
+    if self.task_eval_every % self.eval_every:
+      raise ValueError(
+          f"TrainConfig: eval_every={self.eval_every} must divide"
+          f" task_eval_every={self.task_eval_every}."
+      )
+    if self.iterations_per_task % self.task_eval_every:
+      raise ValueError(
+          f"TrainConfig: task_eval_every={self.task_eval_every} must divide"
+          f" iterations_per_task={self.iterations_per_task}."
+      )
+    if self.eval_task1_limit is not None and self.eval_task1_limit < 1:
+      raise ValueError(
+          f"TrainConfig.eval_task1_limit={self.eval_task1_limit!r}: must be"
+          " None (all Task-1 test images) or an integer >= 1."
+      )
+    if self.eval_batch_size is not None and self.eval_batch_size < 1:
+      raise ValueError(
+          f"TrainConfig.eval_batch_size={self.eval_batch_size!r}: must be None"
+          " or an integer >= 1."
+      )
+    if not self.learning_rate > 0:
+      raise ValueError(
+          f"TrainConfig.learning_rate={self.learning_rate!r}: must be > 0."
+      )
+
+
+def seed_keys(seeds: int | list[int]) -> jax.Array:
+  """PRNG keys ``[S]`` for seeds ``0..S-1`` (or the listed seeds).
+
+  Seed ``s`` always gets ``jax.random.key(s)``, so a seed's run is the same
+  whether it is trained alone or among others.
+  """
+  seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+  return jnp.stack([jax.random.key(s) for s in seeds])
+
+
+def curve_iterations(config: TrainConfig, num_tasks: int) -> dict[str, np.ndarray]:
+  """The iteration (1-based step count) of each recorded point, per curve kind."""
+  total = config.iterations_per_task * num_tasks
+  return {
+      "step": np.arange(1, total + 1),
+      "task1": np.arange(config.eval_every, total + 1, config.eval_every),
+      "tasks": np.arange(config.task_eval_every, total + 1, config.task_eval_every),
+  }
+
+
+def task1_eval_size(stream: TaskStream, config: TrainConfig) -> int:
+  """How many Task-1 test images the per-iteration evaluation uses."""
+  n = int(stream.test_task_ends[0])
+  return n if config.eval_task1_limit is None else min(n, config.eval_task1_limit)
