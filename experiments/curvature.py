@@ -3,7 +3,10 @@
     python -m experiments.curvature --data-dir ../shared/data/mnist     # docs/figures/curvature.{png,json}
 
 Trains the paper's MLP with NGM-SGD (the ``split_mnist`` config: lr 0.01, γ 0.9,
-g0 1, η 0.4, batch 128, 200 iterations per task, 5 tasks; one seed) and, after
+g0 1, η 0.4, batch 128, 200 iterations per task, 5 tasks; one seed) with the
+library's own training step (``ngm_jax.train.make_train_parts``: gain on every
+kernel, the joint sampler; ``parts.step`` in a compiled ``fori_loop`` that takes
+the data as an argument), so the run is ``make_train``'s run for that seed, and, after
 ``b + offset`` iterations for every task boundary ``b`` and every ``--offsets``
 value, estimates by power iteration (``--power-iters`` Hessian-vector products
 at most) the top Hessian eigenvalue of the training loss
@@ -40,12 +43,17 @@ from experiments.cli_types import comma_separated
 from ngm_jax import plots_analysis
 from ngm_jax.curvature import ngm_top_eigenvalues
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.gain import effective_params, entropy, gain_of
-from ngm_jax.models import MLP, mlp_gain_mask, standardise_mnist
 from ngm_jax.benchmarks import load_benchmark
+from ngm_jax.gain import effective_params, gain_of
+from ngm_jax.models import standardise_mnist
+from ngm_jax.placement import gain_mask, kernels
 from ngm_jax.streams import sample_joint_indices
-from ngm_jax.train import TrainConfig
+from ngm_jax.train import TrainConfig, TrainData, TrainState, make_train_parts
 
+
+# fold_in constant for the measurement keys (Hessian batch, power-iteration
+# start vectors), kept apart from the training key.
+_MEASURE_STREAM = 0x6375
 
 _OFFSETS = comma_separated(int, "--offsets", sort_unique=True)
 
@@ -106,60 +114,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   t_start = time.perf_counter()
   iters, total = cfg.iterations_per_task, cfg.iterations_per_task * args.tasks
-  model = MLP(num_classes=stream.num_classes)
-  tx = cfg.optimizer("ngm_sgd")
-  train_x, train_y = jnp.asarray(stream.train_images), jnp.asarray(stream.train_labels)
+  # The library's own training: the paper's MLP, gain on every kernel, the
+  # split_mnist joint sampler, one optimizer step per parts.step.
+  parts = make_train_parts(stream, "ngm_sgd", cfg, where=kernels, preprocess=standardise_mnist)
+  mask = lambda params: gain_mask(params, kernels)
   ends = jnp.asarray(stream.train_task_ends)
 
-  def loss_of_w_eff(w_eff, images, labels):
-    logits = model.apply({"params": w_eff}, standardise_mnist(images))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
-
-  def train_step(step, carry):
-    params, opt_state, key, gains = carry
-    key, batch_key = jax.random.split(key)
-    rows = sample_joint_indices(batch_key, step // iters, ends, cfg.batch_size)
-    gain = gain_of(opt_state)
-    grads, logits = jax.grad(
-        lambda w: loss_of_w_eff(effective_params(w, gain, mask=mlp_gain_mask),
-                                train_x[rows], train_y[rows]), has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params,
-                                   entropy=entropy(jax.lax.stop_gradient(logits)))
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, key, gains.at[step].set(gain_of(opt_state))
+  @jax.jit
+  def advance(state: TrainState, gains, data: TrainData, stop):
+    """Optimizer steps until ``state.step == stop``; gains[t] = gain after t+1 steps."""
+    def body(_, carry):
+      state, gains = carry
+      step = state.step
+      state, record = parts.step(state, data)
+      return state, gains.at[step].set(record["gain"])
+    return jax.lax.fori_loop(state.step, stop, body, (state, gains))
 
   @jax.jit
-  def advance(carry, start, stop):
-    """Optimizer steps ``start..stop-1`` (0-based); gains[t] = gain after t+1 steps."""
-    return jax.lax.fori_loop(start, stop, train_step, carry)
+  def measure(state: TrainState, data: TrainData, rows, key):
+    """λ_W and λ_Weff of the training loss on ``rows``, with the network and
+    preprocessing the training step uses (this is the measurement, not a step)."""
+    images, labels = data.train_images[rows], data.train_labels[rows]
 
-  @jax.jit
-  def measure(params, gain, images, labels, key):
-    loss = lambda w_eff: loss_of_w_eff(w_eff, images, labels)[0]
-    out = ngm_top_eigenvalues(loss, params, gain, key, mlp_gain_mask,
+    def loss(w_eff):
+      logits, _ = parts.model.apply(w_eff, state.model_state, standardise_mnist(images),
+                                    train=False, key=None)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    gain = gain_of(state.opt_state)
+    out = ngm_top_eigenvalues(loss, state.params, gain, key, mask,
                               num_iters=args.power_iters, tol=args.tol)
-    return dict(out, loss=loss(effective_params(params, gain, mlp_gain_mask)))
+    return dict(out, gain=gain, loss=loss(effective_params(state.params, gain, mask)))
 
   key = jax.random.key(args.seed)
-  init_key, loop_key, eig_key, hvp_key = jax.random.split(key, 4)
-  params = model.init(init_key, standardise_mnist(train_x[:1]))["params"]
-  carry = (params, tx.init(params), loop_key, jnp.zeros((total,), jnp.float32))
+  # The run is make_train's run for this seed (same key into parts.init); the
+  # measurements draw from keys of their own.
+  eig_key, hvp_key = jax.random.split(jax.random.fold_in(key, _MEASURE_STREAM))
+  state = parts.init(key, parts.data)
+  gains = jnp.zeros((total,), jnp.float32)
 
-  points, done = [], 0
+  points = []
   print(f"training {args.tasks} tasks x {iters} iterations; measuring at"
         f" {len(measurement_iterations(args.offsets, iters, args.tasks))} points")
   print(f"{'iter':>5} {'bound':>5} {'off':>4} {'g':>7} {'g^2':>7} {'lam_W':>9}"
         f" {'lam_Weff':>9} {'ratio':>7} {'|r-g2|/g2':>9} {'loss':>7} {'its':>5}")
   for t, boundary, offset in measurement_iterations(args.offsets, iters, args.tasks):
-    carry = advance(carry, done, t)
-    done = t
-    params, opt_state = carry[0], carry[1]
+    state, gains = advance(state, gains, parts.data, t)
     task = (t - 1) // iters  # the task of the last step taken (0-based)
     rows = sample_joint_indices(hvp_key, task, ends, args.hvp_batch)
-    gain = gain_of(opt_state)
-    out = jax.device_get(measure(params, gain, train_x[rows], train_y[rows],
-                                 jax.random.fold_in(eig_key, t)))
-    g = float(gain)
+    out = jax.device_get(measure(state, parts.data, rows, jax.random.fold_in(eig_key, t)))
+    g = float(out["gain"])
     point = {"iteration": t, "boundary": boundary, "offset": offset, "task": task + 1,
              "gain": g, "gain_sq": g * g, "lambda_raw": float(out["raw"]),
              "lambda_eff": float(out["effective"]), "ratio": float(out["ratio"]),
@@ -174,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f" {point['lambda_eff']:9.4f} {point['ratio']:7.4f} {point['ratio_rel_err']:9.2e}"
           f" {point['batch_loss']:7.4f} {point['power_iters_raw']:2d}/{point['power_iters_eff']:<2d}",
           flush=True)
-  carry = advance(carry, done, total)
-  gains = np.asarray(jax.device_get(carry[3]), np.float64)
+  state, gains = advance(state, gains, parts.data, total)
+  gains = np.asarray(jax.device_get(gains), np.float64)
   elapsed = time.perf_counter() - t_start
 
   png = Path(args.out)
