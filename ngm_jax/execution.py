@@ -65,6 +65,7 @@ def train_seeds(
     seed_axis: str = "vmap",
     progress: Callable[[int], None] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
+    mesh: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
 
@@ -87,16 +88,27 @@ def train_seeds(
       seed's initial optimizer state (``init``'s ``hyperparams``), e.g. the
       gain schedule each seed of :func:`ngm_jax.gain.replayed_gain_sgd`
       replays.
+    mesh: a ``("runs",)`` device mesh (:func:`ngm_jax.sharding.run_mesh`):
+      with more than one device (or process), the seeds are split over its
+      devices, padded to a multiple of the device count (padding dropped),
+      the data replicated on each device; one scanned, vmapped program.
 
   Returns:
     ``(curves, timings)``: the curves of :func:`make_train` with a leading
-    seed axis, as NumPy arrays; ``{"compile_s", "run_s"}`` in seconds
+    seed axis, as NumPy arrays (``diverged_at`` ``[S]``: each seed's first
+    iteration with a non-finite training loss or gain, -1 for none; the
+    other seeds run on unaffected); ``{"compile_s", "run_s"}`` in seconds
     (compilation ahead of time, then the run).
   """
   if loop not in LOOPS:
     raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
   if seed_axis not in SEED_AXES:
     raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
+  if mesh is not None and (mesh.size > 1 or jax.process_count() > 1):
+    if (loop, seed_axis) != ("scan", "vmap"):
+      raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on a mesh of {mesh.size}"
+                       " devices: only loop='scan', seed_axis='vmap' runs sharded.")
+    return _sharded_scan(parts, keys, mesh, progress, hyperparams)
   # "sequential" compiles one seed's program once and calls it per seed; its
   # progress restarts at each seed.
   num_seeds = len(keys)
@@ -158,6 +170,7 @@ def train_seeds(
       lead = steps["gain"].shape[:axis]
       curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
       curves.update(per_task)
+      curves["diverged_at"] = np.asarray(jax.device_get(state.diverged_at))
       outputs.append(curves)
       done_before[0] += curves["gain"].shape[-1]
   if seed_axis == "sequential":
@@ -166,3 +179,31 @@ def train_seeds(
     curves = outputs[0]
   t2 = time.perf_counter()
   return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}
+
+
+def _sharded_scan(parts: TrainParts, keys: jax.Array, mesh: Any,
+                  progress: Callable[[int], None] | None,
+                  hyperparams: Mapping[str, Any] | None):
+  """:func:`train_seeds` with the seeds split over ``mesh``'s devices."""
+  from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
+
+  per_run = {"key_data": np.asarray(jax.random.key_data(keys)),
+             "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
+  padded, num_runs = sharding.pad_runs(per_run, mesh.size)
+  runs = sharding.shard_runs(padded, mesh)
+  data = sharding.replicate(jax.device_get(parts.data), mesh)
+  report = None
+  if progress is not None and jax.process_index() == 0:
+    report = lambda step: progress(int(np.max(step)))
+  train = _scanned(parts, report)
+
+  def program(data, runs):
+    keys = jax.random.wrap_key_data(runs["key_data"])
+    return jax.vmap(lambda k, h: train(k, data, h))(keys, runs["hyperparams"])
+
+  t0 = time.perf_counter()
+  compiled = jax.jit(program).lower(data, runs).compile()
+  t1 = time.perf_counter()
+  curves = sharding.unpad_runs(sharding.gather(jax.block_until_ready(compiled(data, runs))),
+                               num_runs)
+  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1}

@@ -31,6 +31,7 @@ from ngm_jax.execution import resolve_execution, train_seeds
 from ngm_jax.models import MLP
 from ngm_jax.optimizers import Optimizer, as_optimizer, has_gain
 from ngm_jax.placement import Placement, gain_mask, kernels
+from ngm_jax.sharding import describe_mesh, run_mesh
 from ngm_jax.streams import Sampler, TaskStream, check_fits
 from ngm_jax.train import (TrainConfig, curve_iterations, make_train_parts, seed_keys,
                            task1_eval_size, train_data)
@@ -151,6 +152,7 @@ def run_benchmark(
     show_progress: bool = True,
     seed_hyperparams: Mapping[str, Mapping[str, Any]] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    devices: int | None = None,
 ) -> results.Result:
   """Trains every optimizer on seeds ``0..num_seeds-1``; returns the arrays.
 
@@ -191,6 +193,11 @@ def run_benchmark(
     seed_hyperparams: ``{label: {name: [num_seeds, ...]}}``, per-seed values
       set by name in that variant's initial optimizer state.
     extra_meta: recorded in ``result.meta`` (and ``run.json``).
+    devices: how many devices the seeds are split over (default: every
+      device of every process). With more than one, each variant's seeds run
+      as one scanned, vmapped program sharded over a ``("runs",)`` mesh
+      (:mod:`ngm_jax.sharding`); with several processes
+      (``jax.distributed.initialize``), process 0 alone writes ``out``.
 
   Returns:
     A :class:`ngm_jax.results.Result`: ``result.curves[label][curve]`` NumPy
@@ -220,8 +227,16 @@ def run_benchmark(
   if unknown:
     raise ValueError(f"seed_hyperparams for {', '.join(unknown)}: not among the variants"
                      f" ({', '.join(variants)}).")
+  mesh = run_mesh(devices)
+  if mesh.size > 1 or jax.process_count() > 1:
+    if (loop, seed_axis) == ("auto", "auto"):
+      loop, seed_axis = "scan", "vmap"
+    elif (loop, seed_axis) != ("scan", "vmap"):
+      raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on {mesh.size} devices: the"
+                       " sharded run is loop='scan', seed_axis='vmap' (or devices=1).")
   loop, seed_axis = resolve_execution(loop, seed_axis, convolutional)
-  if out is not None:
+  writer = jax.process_index() == 0
+  if out is not None and writer:
     out = results.prepare_out(out, overwrite)
   check_fits(stream)
 
@@ -266,6 +281,7 @@ def run_benchmark(
       "loop": loop,
       "seed_axis": seed_axis,
       "device": f"{device.platform}: {device.device_kind}",
+      "mesh": describe_mesh(mesh),
       "jax_version": jax.__version__,
       "python": platform.python_version(),
       "command": results.command_line(),
@@ -278,25 +294,26 @@ def run_benchmark(
   for n, (label, part) in enumerate(parts.items(), 1):
     sequential = seed_axis == "sequential"
     bar = tqdm(total=total * (num_seeds if sequential else 1), unit="it",
-               desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds", disable=not show_progress)
+               desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
+               disable=not (show_progress and writer))
     curves[label], timing = train_seeds(
         part, keys, loop=loop, seed_axis=seed_axis,
         progress=lambda done: bar.update(max(0, done - bar.n)),
-        hyperparams=seed_hyperparams.get(label))
+        hyperparams=seed_hyperparams.get(label), mesh=mesh)
     bar.close()
     meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
                               "run_s": round(timing["run_s"], 2),
                               "iterations_per_s": round(total / timing["run_s"], 2)}
-    if out is not None:
+    if out is not None and writer:
       results.save_result(results.Result(curves, iterations, meta), out)
       results.append_log(out, {"optimizer": label, **meta["timings"][label]})
-    if show_progress:
+    if show_progress and writer:
       t = meta["timings"][label]
       print(f"  {label}: compile {t['compile_s']} s, run {t['run_s']} s"
             f" ({num_seeds} seeds x {total} iterations)", flush=True)
   meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
   result = results.Result(curves, iterations, meta)
-  if out is not None:
+  if out is not None and writer:
     results.save_result(result, out)
     results.write_report(result, out)
   return result
