@@ -57,6 +57,9 @@ class TrainState(NamedTuple):
   key: jax.Array
   step: jax.Array  # int32, optimizer steps taken
   hyperparams: Any = None  # {name: value} set in the optimizer state at init
+  # int32: the first iteration (1-based) whose training loss or gain was
+  # non-finite, -1 while none was (None is read as -1).
+  diverged_at: Any = None
 
 
 class TrainData(NamedTuple):
@@ -196,9 +199,11 @@ def make_train_parts(
     h = entropy(jax.lax.stop_gradient(logits))
     updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
     params = optax.apply_updates(state.params, updates)
-    record = {"gain": current_gain(opt_state), "entropy": h, "train_loss": loss}
+    new_gain = current_gain(opt_state)
+    record = {"gain": new_gain, "entropy": h, "train_loss": loss}
     return state._replace(params=params, model_state=model_state, opt_state=opt_state,
-                          sampler_state=sampler_state, key=key, step=state.step + 1), record
+                          sampler_state=sampler_state, key=key, step=state.step + 1,
+                          diverged_at=_first_divergence(state, loss, new_gain)), record
 
   def evaluate(state: TrainState, images, labels):
     """Per-example correctness and loss ``[N]`` of the network as it is now."""
@@ -249,7 +254,8 @@ def make_train_parts(
     if hyperparams:
       opt_state = optax.tree.set(opt_state, **hyperparams)
     return TrainState(params, model_state, opt_state, sampler.init(sampler_key),
-                      loop_key, jnp.zeros((), jnp.int32), hyperparams)
+                      loop_key, jnp.zeros((), jnp.int32), hyperparams,
+                      jnp.full((), -1, jnp.int32))
 
   return TrainParts(
       init=init,
@@ -262,6 +268,15 @@ def make_train_parts(
       optimizer=spec,
       model=net,
   )
+
+
+def _first_divergence(state: TrainState, loss: jax.Array, gain: jax.Array) -> jax.Array:
+  """``state.diverged_at``, or this step's iteration (``state.step + 1``) if
+  it is the first whose loss or gain is non-finite."""
+  before = (jnp.full((), -1, jnp.int32) if state.diverged_at is None
+            else jnp.asarray(state.diverged_at, jnp.int32))
+  bad = ~(jnp.isfinite(loss) & jnp.isfinite(gain))
+  return jnp.where((before < 0) & bad, (state.step + 1).astype(jnp.int32), before)
 
 
 def _check_network(net: ModelFns, preprocess, data: TrainData, num_classes: int) -> None:
@@ -341,6 +356,9 @@ def make_train(
       minibatch (nats);
     - ``task_acc``, ``task_loss``: ``[T / task_eval_every, K]`` accuracy and
       loss on every task's test set;
+    - ``diverged_at``: ``[]`` int32, the first iteration (1-based) whose
+      training loss or gain was non-finite, or -1 if none was (the run goes
+      on; :func:`ngm_jax.failures.failed_seeds` reads it);
 
     with ``T = K · iterations_per_task``. :func:`curve_iterations` gives the
     iteration of each point.
@@ -366,8 +384,8 @@ def _scanned(parts: TrainParts, progress: Callable[[int], None] | None):
         jax.debug.callback(progress, state.step)
       return state, (steps, task1, parts.task_eval(state, data))
 
-    _, records = jax.lax.scan(task_eval_block, parts.init(key, data, hyperparams), None,
-                              length=blocks)
-    return _assemble(*records)
+    state, records = jax.lax.scan(task_eval_block, parts.init(key, data, hyperparams), None,
+                                  length=blocks)
+    return {**_assemble(*records), "diverged_at": state.diverged_at}
 
   return train

@@ -45,8 +45,10 @@ def test_curve_shapes_and_iterations(stream, ngm_curves):
   total = 5 * 6
   expected = {"task1_acc": (2, total), "task1_loss": (2, total), "gain": (2, total),
               "entropy": (2, total), "train_loss": (2, total),
-              "task_acc": (2, total // 3, 5), "task_loss": (2, total // 3, 5)}
+              "task_acc": (2, total // 3, 5), "task_loss": (2, total // 3, 5),
+              "diverged_at": (2,)}
   assert {k: v.shape for k, v in curves.items()} == expected
+  np.testing.assert_array_equal(curves["diverged_at"], [-1, -1])  # neither seed diverged
   assert all(np.isfinite(v).all() for v in curves.values())
   it = curve_iterations(CONFIG, 5)
   np.testing.assert_array_equal(it["task1"], np.arange(1, 31))
@@ -253,3 +255,26 @@ def test_without_reparameterisation_the_gain_does_not_scale_the_forward_pass(str
   # 3 layers, ReLU, no biases), so the minibatch entropies part.
   np.testing.assert_allclose(reparam["entropy"][0], raw["entropy"][0], rtol=1e-6)
   assert abs(float(reparam["entropy"][1]) - float(raw["entropy"][1])) > 1e-3
+
+
+@pytest.mark.parametrize("loop, seed_axis", [("scan", "vmap"), ("chunked", "sequential")])
+def test_a_diverging_seed_is_recorded_and_the_others_run_on_unaffected(stream, loop, seed_axis):
+  # Seed 1's learning rate (1e6) makes it diverge; seed 0's (0.01) does not.
+  parts = make_train_parts(stream, optax.inject_hyperparams(optax.sgd)(learning_rate=0.01),
+                           CONFIG, unroll=(loop == "chunked"))
+  run = lambda num_seeds, lrs: train_seeds(parts, seed_keys(num_seeds), loop=loop,
+                                           seed_axis=seed_axis,
+                                           hyperparams={"learning_rate": jnp.array(lrs)})[0]
+  curves = run(2, [0.01, 1e6])
+  loss = curves["train_loss"][1]
+  first_bad = int(np.flatnonzero(~np.isfinite(loss) | ~np.isfinite(curves["gain"][1]))[0])
+  assert curves["diverged_at"].shape == (2,) and curves["diverged_at"].dtype == np.int32
+  assert curves["diverged_at"][1] == first_bad + 1  # iterations count from 1
+  assert np.isfinite(loss[:first_bad]).all() and first_bad < loss.size - 1
+  assert curves["diverged_at"][0] == -1
+  alone = run(1, [0.01])
+  healthy_pair = run(2, [0.01, 0.01])
+  for name, value in alone.items():
+    np.testing.assert_allclose(curves[name][0], value[0], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(curves[name][0], healthy_pair[name][0], err_msg=name)
+  assert np.isfinite(curves["task1_loss"][0]).all()
