@@ -65,8 +65,6 @@ from ngm_jax.plots import COLOURS
 from ngm_jax.plots_ablation import plot_ablation
 from ngm_jax.train import curve_iterations, task1_eval_size
 
-#: Task-1 evaluation size per benchmark, as in the main runs (None: all).
-TASK1_LIMIT = {"rotated_mnist": 2000}
 #: Columns of the variants figure: {title: labels}.
 GROUPS = {
     "step size vs reparameterisation": ("ngm_sgd", "entropy_lr_sgd", "replayed_lr_sgd",
@@ -137,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--eval-task1-limit", type=_limit, default=None, metavar="N",
                       help="evaluate Task 1 on its first N test images, or 'all'"
-                           f" (default: {TASK1_LIMIT} per benchmark, else all)")
+                           " (default: the benchmark config's eval_task1_limit)")
   for flag, kind in _OVERRIDES.items():
     parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
                         help=f"override the config's {flag}")
@@ -161,8 +159,8 @@ def run(args: argparse.Namespace) -> Path:
   start = time.perf_counter()
   if args.benchmark is None:
     raise ValueError("give --benchmark (to train) or --remake DIR (to re-make outputs).")
-  config = configs.get_config(args.benchmark)
-  limit = (TASK1_LIMIT.get(args.benchmark) if args.eval_task1_limit is None
+  config = configs.get_config(args.benchmark)  # an unknown name fails before anything loads
+  limit = (config.train.eval_task1_limit if args.eval_task1_limit is None
            else args.eval_task1_limit or None)
   out = Path(args.out or f"docs/analysis/ablations_{args.benchmark}")
   if (out / "curves.npz").exists() and not args.overwrite:
@@ -287,7 +285,8 @@ def run(args: argparse.Namespace) -> Path:
   if mean_gain is not None:
     meta["mean_gain"] = {
         "value": mean_gain.mean, "per_seed": mean_gain.per_seed.tolist(),
-        "stderr": mean_gain.stderr,
+        # None with one seed (no standard error): JSON has no NaN.
+        "stderr": mean_gain.stderr if np.isfinite(mean_gain.stderr) else None,
         "definition": "NGM-SGD's gain after every iteration, averaged over all"
                       f" {k * i} iterations and {num_seeds} seeds",
         "from": sources_of["ngm_sgd"],

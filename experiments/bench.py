@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -89,18 +90,22 @@ def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="
     compiled = jax.jit(lambda k: seeds(k, data)).lower(keys).compile()
     run = lambda: compiled(keys)
   compile_s = time.perf_counter() - t0
-  best = _best_of(run, repeats)
+  best = _best_of(run, repeats) if repeats > 0 else None  # 0: compile only
   iterations = stream.num_tasks * train_config.iterations_per_task
+  rate = lambda n: round(n / best, 1) if best else None
   return {
       "seeds": num_seeds,
       "data_as": data_as,
+      # The process's peak resident memory so far (run one --data-as per process
+      # to compare them): on CPU the device memory is host memory.
+      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       **_memory(compiled),
       "eval_every": train_config.eval_every,
       "iterations": iterations,
       "compile_s": round(compile_s, 2),
-      "run_s": round(best, 2),
-      "iterations_per_s": round(iterations / best, 1),
-      "seed_iterations_per_s": round(num_seeds * iterations / best, 1),
+      "run_s": round(best, 2) if best else None,
+      "iterations_per_s": rate(iterations),
+      "seed_iterations_per_s": rate(num_seeds * iterations),
   }
 
 
@@ -117,12 +122,12 @@ def bench_mnist(args) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
   print("\n| seeds | data as | Task-1 eval every | compile (s) | run (s) | iterations/s |"
-        " seed-iterations/s | arguments (MB) | temporaries (MB) | code (MB) |")
+        " seed-iterations/s | arguments (MB) | temporaries (MB) | peak RSS (MB) |")
   print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
   for r in rows:
     print(f"| {r['seeds']} | {r['data_as']} | {r['eval_every']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['iterations_per_s']} | {r['seed_iterations_per_s']} |"
-          f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r.get('generated_code_mb')} |")
+          f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r['peak_rss_mb']} |")
   return rows
 
 
@@ -243,7 +248,8 @@ def main(argv=None) -> int:
   parser.add_argument("--data-as", default="argument",
                       help="split_mnist: comma-separated 'argument' (the library's way)"
                            " and/or 'constant' (data compiled into the program)")
-  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=2,
+                      help="timed runs per row, best kept (0: compile and measure memory only)")
   parser.add_argument("--json", default=None, help="also write the rows here")
   args = parser.parse_args(argv)
 

@@ -68,7 +68,7 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
                       help="on-device crop+flip augmentation (default: the config's)")
   for flag, (_, kind) in BENCHMARK_FLAGS.items():
     parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
-                        help=f"benchmark option (default: the config's)")
+                        help="benchmark option (default: the config's)")
   for flag, kind in TRAIN_FLAGS.items():
     parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
                         help=f"override the config's {flag}")
@@ -126,9 +126,12 @@ def load_experiment(args: argparse.Namespace) -> Experiment:
   print(f"Loading {config.benchmark} ...", flush=True)
   stream = benchmarks.load_benchmark(config.benchmark, getattr(args, "data_dir", None),
                                      **options)
+  # The sizes before subsetting: run.json's test_sizes are those evaluated on.
+  full_sizes = [int(n) for n in stream.task_sizes("test")]
   if subset:
     stream = subsample_test(stream, subset)
   meta = {"benchmark_options": options, "test_subset_per_task": subset,
-          "test_subset_seed": 0 if subset else None}
+          "test_subset_seed": 0 if subset else None,
+          "test_sizes_full": full_sizes if subset else None}
   return Experiment(config, train, stream, record.augment if augment else None, num_seeds,
                     meta)

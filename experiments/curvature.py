@@ -47,7 +47,7 @@ from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.gain import effective_params, gain_of
 from ngm_jax.models import standardise_mnist
 from ngm_jax.placement import gain_mask, kernels
-from ngm_jax.streams import sample_joint_indices
+from ngm_jax.sampling import sample_joint_indices
 from ngm_jax.train import TrainConfig, TrainData, TrainState, make_train_parts
 
 

@@ -19,7 +19,6 @@ optimizers x five seeds took 19 minutes on two busy CPU cores.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence

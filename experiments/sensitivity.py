@@ -29,7 +29,6 @@ import dataclasses
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -44,7 +43,7 @@ from experiments.cli_types import comma_separated
 from ngm_jax import plots_analysis, results
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.metrics import TABLE_METRICS
-from ngm_jax.streams import load_benchmark
+from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.sweep import check_grid, grid_metrics, separate_runs, sweep
 from ngm_jax.train import curve_iterations, task1_eval_size
 

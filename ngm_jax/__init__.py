@@ -30,8 +30,8 @@ from ngm_jax.optimizers import (ABLATIONS, OPTIMIZER_NAMES, OPTIMIZERS, Optimize
 from ngm_jax.placement import gain_mask, kernels, layer_kernels
 from ngm_jax.results import Result, load_result, report, save_result, write_report
 from ngm_jax.runner import run_benchmark
-from ngm_jax.streams import (Sampler, TaskStream, joint_sampler, rotated_mnist, split_mnist,
-                             subsample_test)
+from ngm_jax.sampling import Sampler, joint_sampler
+from ngm_jax.streams import TaskStream, rotated_mnist, split_mnist, subsample_test
 from ngm_jax.train import (TrainConfig, TrainData, TrainParts, TrainState, make_train,
                            make_train_parts, seed_keys, train_data)
 

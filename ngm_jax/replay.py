@@ -1,7 +1,7 @@
 """Experience replay from a bounded, class-balanced reservoir buffer.
 
 An alternative to incremental joint training's full access to every seen
-task (:func:`ngm_jax.streams.joint_sampler`): the learner keeps at most ``M``
+task (:func:`ngm_jax.sampling.joint_sampler`): the learner keeps at most ``M``
 training examples per class (``M`` = ``per_class``), chosen by reservoir
 sampling, and each minibatch is half current task, half replay.
 
@@ -47,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngm_jax.streams import Sampler, TaskStream
+from ngm_jax.sampling import Sampler
+from ngm_jax.streams import TaskStream
 
 __all__ = [
     "ReplayState",
@@ -179,7 +180,7 @@ def replay_sampler(
     per_class: M, the buffer's size per class (e.g. 50 or 200 examples).
 
   Returns:
-    A :class:`ngm_jax.streams.Sampler` for :func:`ngm_jax.train.make_train`.
+    A :class:`ngm_jax.sampling.Sampler` for :func:`ngm_jax.train.make_train`.
 
   Raises:
     ValueError: a batch size below 2, or a non-positive ``per_class`` or

@@ -16,7 +16,6 @@ optimizer, so that nothing finished is lost, and writes the report
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,11 +27,12 @@ from tqdm import tqdm
 
 from ngm_jax import benchmarks, results
 from ngm_jax.execution import resolve_execution, train_seeds
-from ngm_jax.models import MLP
 from ngm_jax.optimizers import Optimizer, as_optimizer, has_gain
 from ngm_jax.placement import Placement, gain_mask, kernels
 from ngm_jax.sharding import describe_mesh, run_mesh
-from ngm_jax.streams import Sampler, TaskStream, check_fits
+from ngm_jax.memory import check_fits
+from ngm_jax.sampling import Sampler
+from ngm_jax.streams import TaskStream
 from ngm_jax.train import (TrainConfig, curve_iterations, make_train_parts, seed_keys,
                            task1_eval_size, train_data)
 

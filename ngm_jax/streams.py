@@ -1,12 +1,10 @@
-"""Benchmarks as task streams, and joint sampling over the tasks seen so far.
+"""Benchmarks as task streams: each task's examples, in order.
 
 A :class:`TaskStream` holds a benchmark's examples ordered by task, so that
-the union of tasks ``1..k`` is a prefix of the training arrays. Incremental
-joint training (no task labels, one shared head) then samples a minibatch at
-task ``k`` uniformly, with replacement, from that prefix:
-:func:`sample_joint_indices`.
+the union of tasks ``1..k`` is a prefix of the training arrays; incremental
+joint training samples from that prefix (:mod:`ngm_jax.sampling`).
 
-Benchmarks (:data:`BENCHMARKS`, built by :func:`load_benchmark`):
+The builders (loaded by name through :func:`ngm_jax.benchmarks.load_benchmark`):
 
 * ``split_mnist``, ``split_cifar10``: 5 tasks of 2 classes, in label order.
 * ``rotated_mnist``: every digit at 0°, 80°, 160° (option ``interpolation``:
@@ -24,22 +22,11 @@ here.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import os
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ngm_jax.data import (
-    CIFAR10_CLASSES,
-    ImageDataset,
-    load_cifar10,
-    load_cifar100,
-    load_miniimagenet,
-    load_mnist,
-)
+from ngm_jax.data import CIFAR10_CLASSES, ImageDataset
 # Re-exported from the modules they live in (rotation; the memory check).
 from ngm_jax.memory import (
     DatasetTooLargeError,
@@ -60,12 +47,6 @@ __all__ = [
     "rotated",
     "rotated_mnist",
     "subsample_test",
-    "sample_joint_indices",
-    "Sampler",
-    "joint_sampler",
-    "BENCHMARKS",
-    "benchmark_options",
-    "load_benchmark",
     "DatasetTooLargeError",
     "stream_nbytes",
     "device_memory_bytes",
@@ -435,127 +416,3 @@ def subsample_test(stream: TaskStream, per_task: int, seed: int = 0) -> TaskStre
   return dataclasses.replace(
       stream, test_images=images, test_labels=labels, test_task_ends=new_ends
   )
-
-
-def sample_joint_indices(
-    key: jax.Array, task: jax.Array, train_task_ends: jax.Array, batch_size: int
-) -> jax.Array:
-  """Minibatch rows for incremental joint training at ``task`` (0-based).
-
-  Draws ``batch_size`` rows uniformly, with replacement, from the training
-  examples of tasks ``0..task``, i.e. from ``[0, train_task_ends[task])``.
-
-  Returns:
-    int32 ``[batch_size]``.
-  """
-  return jax.random.randint(
-      key, (batch_size,), 0, train_task_ends[task], dtype=jnp.int32
-  )
-
-
-class Sampler(NamedTuple):
-  """Which training rows each step draws, as a pure pair of functions.
-
-  Attributes:
-    init: ``key -> state``, the sampler's state at iteration 0 (any pytree).
-    sample: ``(key, step, state) -> (rows int32 [B], state)`` for the
-      (0-based) optimizer step ``step``.
-  """
-
-  init: Callable[[jax.Array], Any]
-  sample: Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, Any]]
-
-
-def joint_sampler(
-    stream: TaskStream, batch_size: int, iterations_per_task: int
-) -> Sampler:
-  """Incremental joint training: step ``t`` is in task ``t // I`` and draws
-  from every task seen so far (:func:`sample_joint_indices`). Stateless."""
-  ends = jnp.asarray(stream.train_task_ends)
-
-  def sample(key, step, state):
-    task = step // iterations_per_task
-    return sample_joint_indices(key, task, ends, batch_size), state
-
-  return Sampler(init=lambda key: (), sample=sample)
-
-
-def _load_cifar100_for_domain(data_dir=None, num_tasks: int = 5) -> ImageDataset:
-  """CIFAR-100, after checking ``num_tasks`` (before any download)."""
-  _check_int("domain_cifar100: num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE)
-  return load_cifar100(data_dir)
-
-
-def _load_miniimagenet_for_split(
-    data_dir=None, num_tasks: int = 5, classes_per_task: int = 10
-) -> ImageDataset:
-  """The first ``num_tasks * classes_per_task`` classes of mini-ImageNet."""
-  num_tasks = _check_int("split_miniimagenet: num_tasks", num_tasks, 1)
-  per = _check_int("split_miniimagenet: classes_per_task", classes_per_task, 1)
-  return load_miniimagenet(data_dir, num_classes=num_tasks * per)
-
-
-#: Benchmark name → (dataset loader, stream builder). ``build(load(data_dir))``
-#: gives the benchmark with its default options; :func:`load_benchmark` passes
-#: options to both (a loader takes those of the builder's options it needs,
-#: e.g. how many mini-ImageNet classes to read).
-BENCHMARKS = {
-    "split_mnist": (load_mnist, split_mnist),
-    "rotated_mnist": (load_mnist, rotated_mnist),
-    "split_cifar10": (load_cifar10, split_cifar10),
-    "domain_cifar100": (_load_cifar100_for_domain, domain_cifar100),
-    "split_miniimagenet": (_load_miniimagenet_for_split, split_miniimagenet),
-}
-
-
-def _benchmark(name: str):
-  if name not in BENCHMARKS:
-    raise ValueError(
-        f"Unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}."
-    )
-  return BENCHMARKS[name]
-
-
-def benchmark_options(name: str) -> dict[str, Any]:
-  """The options ``load_benchmark(name, ...)`` accepts, with their defaults,
-  e.g. ``{"num_tasks": 5, "classes_per_task": 10}`` for split_miniimagenet."""
-  _, build = _benchmark(name)
-  params = list(inspect.signature(build).parameters.values())[1:]
-  return {p.name: p.default for p in params}
-
-
-def load_benchmark(
-    name: str, data_dir: str | os.PathLike | None = None, **options: Any
-) -> TaskStream:
-  """Loads a benchmark's data (see :mod:`ngm_jax.data`) and builds its stream.
-
-  Args:
-    name: a key of :data:`BENCHMARKS`.
-    data_dir: the folder with the data files (None: ``$NGM_JAX_DATA_DIR`` or
-      tensorflow-datasets, as the loader does).
-    **options: the builder's keyword arguments (:func:`benchmark_options`),
-      e.g. ``num_tasks=3`` for domain_cifar100 or ``num_tasks=20,
-      classes_per_task=5`` for split_miniimagenet. An option set to None
-      counts as not given (its default applies), so a CLI can pass its flags
-      straight through.
-
-  Raises:
-    ValueError: for an unknown benchmark (the message lists the known ones),
-      an option the benchmark does not take (the message lists those it
-      takes), or a bad option value.
-    ngm_jax.data.DataUnavailableError: when the data cannot be found.
-  """
-  load, build = _benchmark(name)
-  accepted = benchmark_options(name)
-  options = {k: v for k, v in options.items() if v is not None}
-  unknown = sorted(set(options) - set(accepted))
-  if unknown:
-    takes = ", ".join(accepted) if accepted else "no options"
-    raise ValueError(
-        f"Benchmark {name!r} does not take option(s) {', '.join(unknown)}; it"
-        f" takes {takes}."
-    )
-  values = {**accepted, **options}
-  load_params = inspect.signature(load).parameters
-  data = load(data_dir, **{k: v for k, v in values.items() if k in load_params})
-  return build(data, **options)

@@ -31,7 +31,8 @@ from ngm_jax.optimizers import Optimizer, partition_by_gain
 from ngm_jax.placement import gain_mask
 from ngm_jax.runner import network
 from ngm_jax.stats import mean_and_stderr
-from ngm_jax.streams import Sampler, TaskStream
+from ngm_jax.sampling import Sampler
+from ngm_jax.streams import TaskStream
 from ngm_jax.train import TrainConfig, make_train, make_train_parts, seed_keys
 
 __all__ = [

@@ -31,7 +31,8 @@ from ngm_jax.model_fns import ModelFns, check_logits, model_fns
 from ngm_jax.models import MLP, standardise_mnist
 from ngm_jax.optimizers import Optimizer, as_optimizer
 from ngm_jax.placement import Placement, gain_mask, kernels
-from ngm_jax.streams import Sampler, TaskStream, joint_sampler
+from ngm_jax.sampling import Sampler, joint_sampler
+from ngm_jax.streams import TaskStream
 
 __all__ = [
     "TrainState",
@@ -333,7 +334,7 @@ def make_train(
     augment: optional ``(key, uint8 images [B, ...]) -> images``, applied to
       every training minibatch on the device (never at evaluation).
     sampler: which training rows each step draws (default
-      :func:`ngm_jax.streams.joint_sampler`, incremental joint training).
+      :func:`ngm_jax.sampling.joint_sampler`, incremental joint training).
     progress: optional host callback, called with the iteration count after
       every ``task_eval_every`` iterations (from inside the compiled loop).
 

@@ -1,7 +1,6 @@
 """CIFAR-10, CIFAR-100 and mini-ImageNet: loaders (pickles and faked
 tensorflow-datasets), their streams, test subsets and the memory guard."""
 
-import inspect
 import pickle
 import re
 import sys
@@ -10,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from ngm_jax import data, streams
+from ngm_jax import benchmarks, data, streams
 from tests.conftest import (
     CIFAR10_TEST_NAMES,
     MINI_CLASSES,
@@ -258,7 +257,7 @@ def test_miniimagenet_errors(tmp_path, mini_dir, monkeypatch):
 
 def test_split_cifar10(cifar10_dir):
   root, expected = cifar10_dir
-  s = streams.load_benchmark("split_cifar10", root)
+  s = benchmarks.load_benchmark("split_cifar10", root)
   assert s.num_tasks == 5 and s.num_classes == 10
   assert s.task_names[0] == "class0/class1"  # names from batches.meta
   np.testing.assert_array_equal(s.train_task_ends, [6, 12, 18, 24, 30])
@@ -274,7 +273,7 @@ def test_split_cifar10(cifar10_dir):
 @pytest.mark.parametrize("num_tasks", [5, 3])
 def test_domain_cifar100(cifar100_dir, num_tasks):
   root, expected = cifar100_dir
-  s = streams.load_benchmark("domain_cifar100", root, num_tasks=num_tasks)
+  s = benchmarks.load_benchmark("domain_cifar100", root, num_tasks=num_tasks)
   assert s.num_tasks == num_tasks and s.num_classes == 20
   assert s.task_names == tuple(f"fine-{t + 1}" for t in range(num_tasks))
   np.testing.assert_array_equal(s.train_task_ends, 40 * np.arange(1, num_tasks + 1))
@@ -304,15 +303,15 @@ def test_domain_cifar100_rejects_bad_num_tasks(cifar100_dir, tmp_path):
     with pytest.raises(ValueError, match=r"num_tasks must be an integer in 1\.\.5"):
       streams.domain_cifar100(expected, num_tasks=bad)
   # Checked before any data is looked for.
-  with pytest.raises(ValueError, match=r"in 1\.\.5, got 7"):
-    streams.load_benchmark("domain_cifar100", tmp_path / "nothing_here", num_tasks=7)
+  with pytest.raises(ValueError, match=r"num_tasks=7; must be an integer in \[1, 5\]"):
+    benchmarks.load_benchmark("domain_cifar100", tmp_path / "nothing_here", num_tasks=7)
   with pytest.raises(ValueError, match="needs the superclass labels"):
     streams.domain_cifar100(expected._replace(train_coarse_labels=None))
 
 
 def test_split_miniimagenet(mini_dir):
   folder, merged = mini_dir
-  s = streams.load_benchmark("split_miniimagenet", folder, num_tasks=2, classes_per_task=3)
+  s = benchmarks.load_benchmark("split_miniimagenet", folder, num_tasks=2, classes_per_task=3)
   assert s.num_tasks == 2 and s.num_classes == 6 and s.task_names == ("0-2", "3-5")
   np.testing.assert_array_equal(s.train_task_ends, [15, 30])
   np.testing.assert_array_equal(s.train_labels, np.repeat(np.arange(6), 5))
@@ -331,27 +330,25 @@ def test_split_miniimagenet(mini_dir):
 
 def test_load_benchmark_options(mini_dir, mnist_dir):
   folder, _ = mini_dir
-  assert streams.benchmark_options("split_miniimagenet") == {
+  assert benchmarks.get("split_miniimagenet").options == {
       "num_tasks": 5, "classes_per_task": 10}
-  assert streams.benchmark_options("split_mnist") == {}
+  assert benchmarks.get("split_mnist").options == {}
+  assert benchmarks.get("rotated_mnist").options == {"interpolation": "nearest"}
   with pytest.raises(ValueError, match="does not take option.*num_task; it takes"
                                        " num_tasks, classes_per_task"):
-    streams.load_benchmark("split_miniimagenet", folder, num_task=3)
+    benchmarks.load_benchmark("split_miniimagenet", folder, num_task=3)
   with pytest.raises(ValueError, match="does not take option.*num_tasks; it takes no options"):
-    streams.load_benchmark("split_mnist", mnist_dir, num_tasks=3)
+    benchmarks.load_benchmark("split_mnist", mnist_dir, num_tasks=3)
   # None counts as not given.
-  assert streams.load_benchmark("split_mnist", mnist_dir, num_tasks=None).num_tasks == 5
-  assert streams.load_benchmark("rotated_mnist", mnist_dir, angles=(0, 90)).num_tasks == 2
+  assert benchmarks.load_benchmark("split_mnist", mnist_dir, num_tasks=None).num_tasks == 5
+  assert benchmarks.load_benchmark("rotated_mnist", mnist_dir,
+                                   interpolation="bilinear").num_tasks == 3
   # The loader reads only the classes needed; too many is an error.
   with pytest.raises(ValueError, match="asked for 50 classes"):
-    streams.load_benchmark("split_miniimagenet", folder)
-  # Defaults of the BENCHMARKS loaders agree with the builders'.
-  load, build = streams.BENCHMARKS["split_miniimagenet"]
-  params = inspect.signature(load).parameters
-  assert {k: params[k].default for k in ("num_tasks", "classes_per_task")} == \
-      streams.benchmark_options("split_miniimagenet")
-  assert inspect.signature(streams.BENCHMARKS["domain_cifar100"][0]).parameters[
-      "num_tasks"].default == streams.benchmark_options("domain_cifar100")["num_tasks"]
+    benchmarks.load_benchmark("split_miniimagenet", folder)
+  # Bad option values fail before any file is read.
+  with pytest.raises(ValueError, match="num_tasks=0; must be an integer"):
+    benchmarks.load_benchmark("split_miniimagenet", "/nonexistent", num_tasks=0)
 
 
 # ----------------------------------------------------------------------------

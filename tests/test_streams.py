@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ngm_jax import streams
+from ngm_jax import benchmarks, sampling, streams
 
 
 def test_split_mnist_orders_examples_by_task(mnist_data):
@@ -51,7 +51,7 @@ def test_rotated_mnist_has_every_label_in_every_task(mnist_data):
 
 def test_joint_sampling_draws_uniformly_from_seen_tasks():
   ends = jnp.array([100, 250, 300])
-  sample = jax.jit(streams.sample_joint_indices, static_argnums=3)
+  sample = jax.jit(sampling.sample_joint_indices, static_argnums=3)
   for task, high in enumerate([100, 250, 300]):
     rows = np.asarray(sample(jax.random.key(task), jnp.int32(task), ends, 20000))
     assert rows.dtype == np.int32 and rows.min() >= 0 and rows.max() == high - 1
@@ -60,9 +60,9 @@ def test_joint_sampling_draws_uniformly_from_seen_tasks():
 
 
 def test_load_benchmark(mnist_dir):
-  assert streams.load_benchmark("split_mnist", mnist_dir).num_tasks == 5
+  assert benchmarks.load_benchmark("split_mnist", mnist_dir).num_tasks == 5
   with pytest.raises(ValueError, match="split_mnist, rotated_mnist"):
-    streams.load_benchmark("split_cifar", mnist_dir)
+    benchmarks.load_benchmark("split_cifar", mnist_dir)
 
 
 def _with_channels(d, c):

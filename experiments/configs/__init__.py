@@ -15,11 +15,11 @@ class ExperimentConfig:
   """A benchmark, the optimizers to compare, the seeds, and the training config.
 
   Attributes:
-    benchmark: a name of :data:`ngm_jax.streams.BENCHMARKS`.
+    benchmark: a name of :data:`ngm_jax.benchmarks.BENCHMARKS`.
     train: the training hyperparameters.
     optimizers: the optimizers compared.
     seeds: how many seeds (0..seeds-1).
-    options: benchmark options (:func:`ngm_jax.streams.benchmark_options`).
+    options: benchmark options (``ngm_jax.benchmarks.get(name).options``).
     augment: on-device training augmentation (image benchmarks).
     test_subset_per_task: evaluate on a fixed random subset of this many test
       images per task (None: every test image).
