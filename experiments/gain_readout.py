@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from experiments.saved_runs import load_run, run_variants
-from ngm_jax import results
+from ngm_jax import benchmarks, results
 from ngm_jax.gain_analysis import gain_trend
 from ngm_jax.plots_ablation import plot_gain_readout
 
@@ -54,21 +54,21 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def benchmark_kind(name: str) -> str:
-  """``"class-incremental"`` (``split_*``) or ``"domain-incremental"``
-  (``rotated_*``, ``domain_*``).
+def benchmark_kind(meta: dict[str, Any]) -> str:
+  """A saved run's kind, ``"class-incremental"`` or ``"domain-incremental"``:
+  recorded in its run.json (``kind``), or, for runs saved before that, the
+  registry's record of its benchmark (:data:`ngm_jax.benchmarks.BENCHMARKS`).
 
   Raises:
-    ValueError: a name with none of these prefixes.
+    ValueError: neither says.
   """
-  if name.startswith("split_"):
-    return "class-incremental"
-  if name.startswith(("rotated_", "domain_")):
-    return "domain-incremental"
-  raise ValueError(
-      f"benchmark {name!r}: cannot tell its kind; names start with split_"
-      " (class-incremental) or rotated_/domain_ (domain-incremental)."
-  )
+  if meta.get("kind"):
+    return meta["kind"]
+  name = meta.get("stream", meta.get("benchmark"))
+  if name in benchmarks.BENCHMARKS:
+    return benchmarks.get(name).kind
+  raise ValueError(f"run of {name!r}: its run.json records no kind and the benchmark is not"
+                   f" registered ({', '.join(benchmarks.BENCHMARKS)}).")
 
 
 def read_run(folder: str, optimizer: str, level: float, skip_fraction: float = 0.0
@@ -92,7 +92,7 @@ def read_run(folder: str, optimizer: str, level: float, skip_fraction: float = 0
       "run": str(folder),
       "finished": "wall_s" in meta,
       "benchmark": meta["benchmark"],
-      "kind": benchmark_kind(meta["benchmark"]),
+      "kind": benchmark_kind(meta),
       "optimizer": optimizer,
       "seeds": gain.shape[0],
       "num_tasks": meta["num_tasks"],

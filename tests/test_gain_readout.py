@@ -12,13 +12,15 @@ from ngm_jax.gain_analysis import gain_trend
 from tests.fake_runs import FAST_CONFIG, fake_curves, old_meta, write_run
 
 
-def test_benchmark_kind():
-  assert readout_cli.benchmark_kind("split_mnist") == "class-incremental"
-  assert readout_cli.benchmark_kind("split_cifar10") == "class-incremental"
-  assert readout_cli.benchmark_kind("rotated_mnist") == "domain-incremental"
-  assert readout_cli.benchmark_kind("domain_cifar100") == "domain-incremental"
+def test_benchmark_kind_from_the_record_or_the_registry():
+  kind = readout_cli.benchmark_kind
+  assert kind({"benchmark": "split_mnist"}) == "class-incremental"
+  assert kind({"benchmark": "split_cifar10"}) == "class-incremental"
+  assert kind({"benchmark": "rotated_mnist"}) == "domain-incremental"
+  assert kind({"benchmark": "domain_cifar100"}) == "domain-incremental"
+  assert kind({"benchmark": "my_stream", "kind": "domain-incremental"}) == "domain-incremental"
   with pytest.raises(ValueError, match="permuted_mnist"):
-    readout_cli.benchmark_kind("permuted_mnist")
+    kind({"benchmark": "permuted_mnist"})
 
 
 def test_gain_trend_table_row():
