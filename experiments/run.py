@@ -23,7 +23,7 @@ import inspect
 import sys
 from typing import Any, Sequence
 
-from experiments import common, configs
+from experiments import common, configs, distributed
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.execution import LOOPS, SEED_AXES
 from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
   run.add_argument("--seed-axis", choices=("auto",) + SEED_AXES, default="auto",
                    help="seeds vmapped, or one after another (auto: by backend and model)")
   run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+  distributed.add_distributed_flags(run)
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
   report_cmd = sub.add_parser("report", help="re-make metrics, table and figure from saved curves")
   report_cmd.add_argument("out", help="a run's output folder")
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> None:
     result = run_benchmark(
         experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,
         augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
-        seed_axis=args.seed_axis, show_progress=not args.no_progress,
+        seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
         extra_meta=experiment.meta)
   except ValueError as e:
     raise ValueError(str(e).replace("overwrite=True", "--overwrite")
@@ -147,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   try:
     if args.command == "run":
+      distributed.initialize(args)  # before anything else touches JAX
       run(args)
     else:
       report(args.out)

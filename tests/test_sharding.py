@@ -83,3 +83,26 @@ def test_two_processes_of_four_devices_give_the_curves_of_one_process(tmp_path,
   assert sorted(two) == sorted(eight_devices)
   for key, value in two.items():
     np.testing.assert_array_equal(value, eight_devices[key], err_msg=key)
+
+
+def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
+  from tests.conftest import fake_mnist, write_mnist_idx  # pylint: disable=g-import-not-at-top
+  data = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4,
+                                                        n_test_per_class=2))
+  coordinator = f"127.0.0.1:{_free_port()}"
+  procs = []
+  for i in (1, 0):
+    argv = [sys.executable, "-m", "experiments.run", "run", "--benchmark", "split_mnist",
+            "--data-dir", str(data), "--optimizers", "sgd", "--seeds", "3",
+            "--iterations-per-task", "2", "--batch-size", "4", "--task-eval-every", "2",
+            "--no-progress", "--out", str(tmp_path / f"out{i}"), "--coordinator", coordinator,
+            "--num-processes", "2", "--process-id", str(i)]
+    procs.append(subprocess.Popen(argv, env=_env(2), cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True))
+  outputs = [_finish(p) for p in procs]
+  assert "Wrote" in outputs[1]
+  assert not (tmp_path / "out1").exists()  # process 1 computes, writes nothing
+  import json  # pylint: disable=g-import-not-at-top
+  meta = json.loads((tmp_path / "out0" / "run.json").read_text())
+  assert meta["mesh"]["processes"] == 2 and meta["mesh"]["devices"] == 4
+  assert np.load(tmp_path / "out0" / "curves.npz")["sgd/task1_acc"].shape == (3, 10)
