@@ -6,7 +6,8 @@ Task-1 metrics (the paper's), on a Task-1 accuracy curve ``a`` of shape
 - ``final_k``: the last value of block ``k``; ``min_k``: its minimum.
 - avg-ACC ``= mean_k final_k``.
 - ``SG_k = (final_k − min_{k+1}) / final_k`` for ``k = 1..K−1``; avg-SG is
-  their mean.
+  the mean of the defined ones (``SG_k`` is undefined where ``final_k = 0``;
+  ``sg_defined`` counts the defined transitions, avg-SG is NaN when none is).
 - avg-min-ACC ``= mean of min_k over blocks 2..K``.
 - WC-ACC ``= (1/K)·final_K + (1 − 1/K)·avg-min-ACC``.
 
@@ -61,17 +62,24 @@ def task1_metrics(task1_acc: np.ndarray, num_tasks: int) -> dict[str, np.ndarray
   """The paper's metrics of a Task-1 accuracy curve ``[..., K·P]``.
 
   Returns:
-    ``final`` and ``min`` ``[..., K]``; ``sg`` ``[..., K−1]``; ``avg_acc``,
-    ``avg_min_acc``, ``wc_acc``, ``avg_sg`` ``[...]``. Accuracies keep the
-    curve's unit (fractions in, fractions out); SG is a fraction of final_k.
+    ``final`` and ``min`` ``[..., K]``; ``sg`` ``[..., K−1]`` (NaN where
+    ``final_k = 0``); ``avg_acc``, ``avg_min_acc``, ``wc_acc``, ``avg_sg``
+    (the mean of the defined ``SG_k``) and ``sg_defined`` (how many ``SG_k``
+    are defined, out of ``K − 1``) ``[...]``. Accuracies keep the curve's
+    unit (fractions in, fractions out); SG is a fraction of final_k.
   """
   if num_tasks < 2:
     raise ValueError(f"num_tasks={num_tasks}: the metrics need at least 2 tasks.")
   blocks = task_blocks(task1_acc, num_tasks)
   final, minimum = blocks[..., -1], blocks.min(axis=-1)
-  with np.errstate(divide="ignore", invalid="ignore"):  # final_k = 0: SG_k is NaN
-    sg = (final[..., :-1] - minimum[..., 1:]) / final[..., :-1]
+  with np.errstate(divide="ignore", invalid="ignore"):  # final_k = 0: SG_k is undefined (NaN)
+    sg = np.where(final[..., :-1] > 0,
+                  (final[..., :-1] - minimum[..., 1:]) / final[..., :-1], np.nan)
   avg_min = minimum[..., 1:].mean(axis=-1)
+  defined = np.isfinite(sg)
+  count = defined.sum(axis=-1)
+  with np.errstate(divide="ignore", invalid="ignore"):  # no SG_k defined: avg-SG is NaN
+    avg_sg = np.where(defined, sg, 0.0).sum(axis=-1) / count
   k = num_tasks
   return {
       "final": final,
@@ -80,7 +88,8 @@ def task1_metrics(task1_acc: np.ndarray, num_tasks: int) -> dict[str, np.ndarray
       "avg_acc": final.mean(axis=-1),
       "avg_min_acc": avg_min,
       "wc_acc": final[..., -1] / k + (1.0 - 1.0 / k) * avg_min,
-      "avg_sg": sg.mean(axis=-1),
+      "avg_sg": avg_sg,
+      "sg_defined": count.astype(np.float64),
   }
 
 
@@ -189,6 +198,9 @@ def summarize(
   Returns:
     ``{metric: {"per_seed", "mean", "stderr", "of_mean_curve"}}`` of plain
     Python floats and lists (JSON-ready; an undefined value is ``None``).
+    avg-SG's mean and standard error are over the seeds where it is defined
+    (``"seeds_defined"`` is added when that is not every seed); ``sg_defined``
+    counts each seed's defined ``SG_k``.
   """
   task1 = np.asarray(curves["task1_acc"], dtype=np.float64)
   tasks = np.asarray(curves["task_acc"], dtype=np.float64)
@@ -200,11 +212,16 @@ def summarize(
   on_mean.update({f"dl_{k}": v for k, v in dl_mean.items()})
   out = {}
   for name, values in per_seed.items():
-    mean, se = mean_and_stderr(values, axis=0)
+    kept = values
+    if name == "avg_sg":  # over the seeds with at least one defined SG_k
+      kept = values[np.isfinite(values)]
+    mean, se = mean_and_stderr(kept, axis=0) if len(kept) else (np.nan, np.nan)
     out[name] = {
         "per_seed": _to_json(values),
         "mean": _to_json(mean),
         "stderr": _to_json(se),
         "of_mean_curve": _to_json(on_mean[name]),
     }
+    if name == "avg_sg" and len(kept) < len(values):
+      out[name]["seeds_defined"] = int(len(kept))
   return out

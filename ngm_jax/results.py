@@ -22,6 +22,8 @@ import json
 import os
 import shlex
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -79,14 +81,34 @@ def load_curves(
     path: str | os.PathLike,
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
   """Inverse of :func:`save_curves`: ``(curves, iterations)``, optimizers in
-  the order they were saved."""
+  the order they were saved.
+
+  Raises:
+    ValueError: the file is missing, not a NumPy ``.npz`` archive, cut short
+      or damaged, or holds an entry not named ``<label>/<curve>`` (the
+      message names the file and what is wrong).
+  """
+  path = Path(path)
+  if not path.is_file():
+    raise ValueError(f"{path} is missing (or not a file): the run's curves are not there.")
   curves: dict[str, dict[str, np.ndarray]] = {}
   iterations: dict[str, np.ndarray] = {}
-  with np.load(path) as data:
-    for key in data.files:
-      group, name = key.split("/", 1)
-      target = iterations if group == "iterations" else curves.setdefault(group, {})
-      target[name] = data[key]
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      if not hasattr(data, "files"):
+        raise ValueError("it is a single .npy array, not an .npz archive of curves")
+      for key in data.files:
+        group, sep, name = key.partition("/")
+        if not sep or not group or not name:
+          raise ValueError(f"it holds an entry {key!r}, not named <label>/<curve>")
+        target = iterations if group == "iterations" else curves.setdefault(group, {})
+        target[name] = data[key]
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+    what = str(e) if isinstance(e, ValueError) and str(e).startswith("it ") else (
+        f"{type(e).__name__}: {e}")
+    raise ValueError(f"{path} cannot be read as the run's curves ({what}): the file is"
+                     " damaged or was cut short. Run the experiment again, or restore the"
+                     " file from a copy.") from None
   return curves, iterations
 
 
@@ -188,11 +210,11 @@ class Result:
 
   @functools.cached_property
   def failed(self) -> dict[str, np.ndarray]:
-    """``{label: [S] bool}``: seeds that diverged or collapsed
-    (:func:`ngm_jax.analysis.failed_seeds`)."""
-    from ngm_jax.analysis import failed_seeds
-    return {label: failed_seeds(c, self.meta.get("num_classes"))
-            for label, c in self.curves.items()}
+    """``{label: [S] bool}``: seeds that diverged, or ended at chance
+    (:func:`ngm_jax.failures.failed_seeds`, with this run's classes and
+    test-set sizes)."""
+    from ngm_jax.failures import failed_seeds_of_run
+    return {label: failed_seeds_of_run(c, self.meta) for label, c in self.curves.items()}
 
 
 def prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -227,17 +249,124 @@ def save_result(result: Result, out: str | os.PathLike) -> Path:
   return out
 
 
-def load_result(out: str | os.PathLike) -> Result:
+#: What a run's record must hold for the report (``run.json``).
+_RUN_JSON_KEYS = ("benchmark", "num_tasks", "train", "optimizers", "seeds", "task1_eval_size",
+                  "task1_test_size")
+#: The curves every variant must have for the metrics, the table and the figure.
+_REQUIRED_CURVES = ("task1_acc", "task1_loss", "task_acc", "gain")
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+  """``run.json``, checked for what the report needs; ValueError naming the
+  file and what is wrong."""
+  try:
+    meta = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column"
+                     f" {e.colno}): the file is damaged or was cut short.") from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
+  if not isinstance(meta, dict):
+    raise ValueError(f"{path} holds a JSON {type(meta).__name__}, not a run's record"
+                     " (a JSON object).")
+  missing = [k for k in _RUN_JSON_KEYS if k not in meta]
+  if missing:
+    raise ValueError(f"{path} lacks {', '.join(missing)}: it is not a complete run record.")
+  train = meta["train"]
+  lacking = [k for k in ("iterations_per_task", "eval_every")
+             if not isinstance(train, dict) or k not in train]
+  if lacking:
+    raise ValueError(f"{path}: its 'train' record lacks {', '.join(lacking)}.")
+  return meta
+
+
+def _check_curves(out: Path, meta: Mapping[str, Any], curves, iterations,
+                  complete: bool) -> None:
+  """The curves hold every variant ``run.json`` lists (unless not
+  ``complete``), each with the curves the report reads, one row per seed."""
+  where = out / "curves.npz"
+  listed = list(meta["optimizers"])
+  missing = [label for label in listed if label not in curves]
+  if missing and complete:
+    have = [label for label in listed if label in curves]
+    raise ValueError(
+        f"{where} holds {', '.join(have) or 'no variant'} but not {', '.join(missing)}, which"
+        f" {out / 'run.json'} lists: the run stopped before finishing"
+        f" {'them' if len(missing) > 1 else 'it'}. Finish or re-run it; a report of only part"
+        " of the run is refused.")
+  for kind in ("step", "task1", "tasks"):
+    if kind not in iterations:
+      raise ValueError(f"{where} lacks the iteration axis 'iterations/{kind}'.")
+  num_seeds = len(meta["seeds"])
+  for label, per_curve in curves.items():
+    absent = [c for c in _REQUIRED_CURVES if c not in per_curve]
+    if absent:
+      raise ValueError(f"{where}: variant {label!r} lacks the curve(s) {', '.join(absent)}.")
+    for name, value in per_curve.items():
+      if np.ndim(value) < 1 or np.shape(value)[0] != num_seeds:
+        raise ValueError(f"{where}: {label}/{name} has shape {np.shape(value)}; its first"
+                         f" axis must be the {num_seeds} seeds {out / 'run.json'} lists.")
+    if np.shape(per_curve["task1_acc"])[1:] != np.shape(iterations["task1"]):
+      raise ValueError(f"{where}: {label}/task1_acc has {np.shape(per_curve['task1_acc'])[1:]}"
+                       f" points per seed, the iteration axis {len(iterations['task1'])}.")
+
+
+def load_result(out: str | os.PathLike, *, complete: bool = True) -> Result:
   """The :class:`Result` saved in ``out`` by :func:`save_result`.
 
+  Args:
+    out: the run's folder.
+    complete: refuse curves that lack a variant ``run.json`` lists (a run
+      that stopped early); False loads the variants that are there.
+
   Raises:
-    ValueError: ``out`` holds no saved run.
+    ValueError: ``out`` holds no saved run, or a damaged or incomplete one:
+      the message names the file and what is wrong (missing, not JSON, not an
+      ``.npz`` archive, cut short, a variant or curve missing, wrong shapes).
   """
   out = Path(out)
-  if not (out / "curves.npz").exists() or not (out / "run.json").exists():
-    raise ValueError(f"{out} holds no saved run (no curves.npz and run.json).")
+  if not out.is_dir():
+    raise ValueError(f"{out} holds no saved run: "
+                     + ("it is a file, not a run's folder." if out.exists()
+                        else "no such folder."))
+  have = [name for name in ("run.json", "curves.npz") if (out / name).exists()]
+  if not have:
+    raise ValueError(f"{out} holds no saved run (no run.json and no curves.npz).")
+  if len(have) == 1:
+    lost = "curves.npz" if have == ["run.json"] else "run.json"
+    raise ValueError(f"{out / lost} is missing: {out} holds only {have[0]}, an incomplete"
+                     " run (it stopped before saving, or the file was removed).")
+  meta = _read_run_json(out / "run.json")
   curves, iterations = load_curves(out / "curves.npz")
-  return Result(curves, iterations, read_json(out / "run.json"))
+  _check_curves(out, meta, curves, iterations, complete)
+  if not complete:
+    meta = {**meta, "optimizers": [label for label in meta["optimizers"] if label in curves]}
+  return Result(curves, iterations, meta)
+
+
+def _task1_note(meta: Mapping[str, Any]) -> str:
+  """Which Task-1 test images the per-iteration evaluation used, of how many."""
+  every = meta["train"]["eval_every"]
+  used, kept = meta["task1_eval_size"], meta["task1_test_size"]
+  if not meta.get("test_subset_per_task"):
+    return (f"Task-1 accuracy evaluated every {every} iteration(s) on {used} of {kept}"
+            " Task-1 test images.")
+  full = (meta.get("test_sizes_full") or [None])[0]
+  of_full = (f"Task 1 has {full} test images" if full is not None
+             else "the full Task-1 test size was not recorded by this run")
+  return (f"Task-1 accuracy evaluated every {every} iteration(s) on {used} of the {kept}"
+          f" Task-1 test images in the fixed subset ({of_full}).")
+
+
+def _subset_note(meta: Mapping[str, Any]) -> str:
+  """The per-task test subset, with the real sizes (before and after)."""
+  text = (f"Each task's test set limited to a fixed random subset of at most"
+          f" {meta['test_subset_per_task']} images (seed {meta.get('test_subset_seed', 0)})")
+  full, kept = meta.get("test_sizes_full"), meta.get("test_sizes")
+  if full and kept:
+    text += (f": {', '.join(map(str, kept))} of {', '.join(map(str, full))} test images"
+             " per task")
+  return text + "."
 
 
 def write_report(result: Result, out: str | os.PathLike) -> dict:
@@ -245,7 +374,7 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
   of ``result`` in ``out``; returns the metrics. Matplotlib is imported here,
   only when a figure is drawn."""
   from ngm_jax import plots  # pylint: disable=g-import-not-at-top
-  from ngm_jax.analysis import failed_seeds_note  # pylint: disable=g-import-not-at-top
+  from ngm_jax.failures import failed_seeds_note, failure_reasons, run_test_sizes  # pylint: disable=g-import-not-at-top
   from ngm_jax.tables import metrics_table  # pylint: disable=g-import-not-at-top
 
   out = Path(out)
@@ -260,18 +389,13 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
             f" (seed index {', '.join(map(str, np.flatnonzero(bad)))})", flush=True)
   write_json(out / "failed_seeds.json",
              {label: np.flatnonzero(bad).tolist() for label, bad in failed.items()})
-  notes = [
-      f"Task-1 accuracy evaluated every {meta['train']['eval_every']} iteration(s) on"
-      f" {meta['task1_eval_size']} of {meta['task1_test_size']} Task-1 test images.",
-  ]
+  notes = [_task1_note(meta)]
   options = {k_: v for k_, v in (meta.get("benchmark_options") or {}).items() if v is not None}
   if options:
     notes.append("Benchmark options: " + ", ".join(f"{k_}={v}" for k_, v in options.items())
                  + ".")
   if meta.get("test_subset_per_task"):
-    notes.append(f"Each task's test set limited to a fixed random subset of"
-                 f" {meta['test_subset_per_task']} images (seed"
-                 f" {meta.get('test_subset_seed', 0)}).")
+    notes.append(_subset_note(meta))
   variants = meta.get("variants", {})
   resets = [label for label in meta["optimizers"]
             if variants.get(label, {}).get("reset_at_task_boundaries",
@@ -284,8 +408,10 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
   if no_gain:
     notes.append(f"{', '.join(no_gain)}: no gain in the optimizer state (no"
                  " gain_modulation); recorded as gain 1, the raw weights are trained.")
-  note = failed_seeds_note(failed, meta.get("num_classes"))
-  notes += [note] if note else []
+  notes.append(failed_seeds_note(
+      failed, meta.get("num_classes"), run_test_sizes(meta),
+      reasons={label: failure_reasons(c, meta.get("num_classes"), run_test_sizes(meta))
+               for label, c in curves.items()}))
   num_seeds = result.num_seeds
   header = (f"# {meta['benchmark']}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
             + "\n".join(notes) + "\n\n")

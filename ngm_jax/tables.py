@@ -26,6 +26,34 @@ def _fmt(entry: Mapping[str, Any], key: str) -> str:
   return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def _transitions(m: Mapping[str, Any]) -> int | None:
+  """K − 1, the transitions of a metrics entry (None if it has no ``sg``)."""
+  sg = m.get("sg", {}).get("of_mean_curve")
+  return len(sg) if isinstance(sg, list) else None
+
+
+def _undefined_per_seed(m: Mapping[str, Any]) -> str | None:
+  """How many SG_k were defined, when some seed lacks one; else None."""
+  total, counts = _transitions(m), m.get("sg_defined", {}).get("per_seed")
+  if total is None or counts is None or all(c == total for c in counts):
+    return None
+  counts = [int(c) for c in counts]
+  short = ", ".join(f"{s}: {c} of {total}" for s, c in enumerate(counts) if c < total)
+  text = (f"{sum(counts)} of {total * len(counts)} transitions defined over {len(counts)}"
+          f" seeds (seed index {short})")
+  seeds = m.get("avg_sg", {}).get("seeds_defined")
+  if seeds is not None:
+    text += (f"; the mean is over the {seeds} seeds with at least one")
+  return text
+
+
+def _undefined_of_mean(m: Mapping[str, Any]) -> str | None:
+  total, count = _transitions(m), m.get("sg_defined", {}).get("of_mean_curve")
+  if total is None or count is None or int(count) == total:
+    return None
+  return f"{int(count)} of {total} transitions defined"
+
+
 def metrics_table(
     metrics: Mapping[str, Mapping[str, Any]],
     num_seeds: int,
@@ -55,19 +83,33 @@ def metrics_table(
     return f"{bad.size}/{num_seeds}" + (f" (seed index {', '.join(map(str, bad))})"
                                        if bad.size else "")
 
-  def table(columns, cell, flag=False):
+  def table(columns, cell, flag=False, partial=None):
     flag = flag and bool(failed)
     head = ("| optimizer | " + " | ".join(_METRIC_LABELS[c] for c in columns)
             + (" | failed seeds" if flag else "") + " |")
     rule = "|---|" + "---:|" * len(columns) + ("---:|" if flag else "")
     rows = []
+
+    def cells(m):
+      marked = partial is not None and partial(m) is not None
+      return " | ".join(cell(m[c]) + (" †" if c == "avg_sg" and marked else "")
+                        for c in columns)
+
     for opt, m in metrics.items():
-      rows.append(f"| {opt} | " + " | ".join(cell(m[c]) for c in columns)
-                  + (f" | {failed_cell(opt)}" if flag else "") + " |")
+      rows.append(f"| {opt} | " + cells(m) + (f" | {failed_cell(opt)}" if flag else "") + " |")
       if flag and opt in without_failed:
         kept = num_seeds - int(np.sum(failed[opt]))
         rows.append(f"| ↳ {opt}, the {kept} seeds that did not fail | "
-                    + " | ".join(cell(without_failed[opt][c]) for c in columns) + " | 0 |")
+                    + cells(without_failed[opt]) + " | 0 |")
+    notes = []
+    if partial is not None:
+      for opt, m in [(o, m) for o, m in metrics.items()] + [
+          (f"↳ {o}", m) for o, m in without_failed.items()]:
+        if partial(m) is not None:
+          notes.append(f"{opt}: {partial(m)}")
+    if notes:
+      rows.append("\n† avg-SG averages only the defined transitions (SG_k is undefined where"
+                  " Task-1 accuracy is 0 at the end of task k): " + "; ".join(notes) + ".")
     return "\n".join([head, rule, *rows])
 
   mean_se = lambda e: f"{_fmt(e, 'mean')} ± {_fmt(e, 'stderr')}"
@@ -76,12 +118,12 @@ def metrics_table(
   return "\n\n".join([
       f"**Task-1 metrics, mean ± standard error over {num_seeds} seeds** (each"
       " metric computed on each seed's curve, then averaged):",
-      table(TABLE_METRICS, mean_se, flag=True),
+      table(TABLE_METRICS, mean_se, flag=True, partial=_undefined_per_seed),
       "**Task-1 metrics of the seed-averaged curve** (the curve averaged over"
       " seeds first, then each metric computed once, as the paper's scripts"
       " did; dips at different iterations in different seeds partly cancel,"
       " so the gap looks smaller here):",
-      table(TABLE_METRICS, of_mean),
+      table(TABLE_METRICS, of_mean, partial=_undefined_of_mean),
       f"**De Lange et al.'s per-task metrics, mean ± standard error over"
       f" {num_seeds} seeds** (min-ACC over all old tasks, on the coarser"
       " per-task evaluation grid):",

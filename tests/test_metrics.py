@@ -90,3 +90,29 @@ def test_summarize_single_seed_has_no_stderr():
   s = metrics.summarize(curves, 3, 4, ITERS)
   assert s["avg_acc"]["stderr"] is None
   np.testing.assert_allclose(s["avg_acc"]["mean"], 0.95)
+
+
+def test_avg_sg_averages_the_defined_transitions():
+  # K = 3, P = 2. Seed 0: Task-1 accuracy 0 at the end of task 1, so SG_1 is
+  # undefined; SG_2 = (0.8 − 0.4)/0.8 = 0.5. Seed 1: SG_1 = 0.5, SG_2 = 0.
+  a = np.array([[0.5, 0.0, 0.6, 0.8, 0.4, 0.9],
+                [1.0, 1.0, 0.5, 0.9, 0.9, 0.9]])
+  m = metrics.task1_metrics(a, 3)
+  assert np.isnan(m["sg"][0, 0])
+  np.testing.assert_allclose(m["avg_sg"], [0.5, 0.25])
+  np.testing.assert_array_equal(m["sg_defined"], [1, 2])
+  # No transition defined: avg-SG is NaN, not 0.
+  none = metrics.task1_metrics(np.array([0.5, 0.0, 0.5, 0.0, 0.2, 0.3]), 3)
+  assert np.isnan(none["avg_sg"]) and none["sg_defined"] == 0
+  iterations = np.arange(2, 7, 2)
+  s = metrics.summarize({"task1_acc": a, "task_acc": a[:, 1::2, None].repeat(3, -1)}, 3, 2,
+                        iterations)
+  assert s["avg_sg"]["per_seed"] == [0.5, 0.25]
+  assert s["avg_sg"]["mean"] == pytest.approx(0.375) and s["avg_sg"]["stderr"] > 0
+  assert s["sg_defined"]["per_seed"] == [1, 2] and "seeds_defined" not in s["avg_sg"]
+  # A seed with no defined SG_k is left out of avg-SG's mean, and counted.
+  three = np.vstack([a, [0.5, 0.0, 0.5, 0.0, 0.2, 0.3]])
+  s = metrics.summarize({"task1_acc": three, "task_acc": three[:, 1::2, None].repeat(3, -1)},
+                        3, 2, iterations)
+  assert s["avg_sg"]["per_seed"][2] is None and s["avg_sg"]["seeds_defined"] == 2
+  assert s["avg_sg"]["mean"] == pytest.approx(0.375)

@@ -67,16 +67,24 @@ def test_report_flags_a_diverged_seed(run_dir, tmp_path):
   curves, iterations = results.load_curves(out / "curves.npz")
   before = (out / "table.md").read_text()
   assert "| sgd |" in before and "0/2 |" in before and "↳" not in before  # none failed
+  assert "No seed failed." in before and "at chance" in before  # the rule is stated
+  np.testing.assert_array_equal(curves["sgd"]["diverged_at"], [-1, -1])
   for name in ("train_loss", "gain"):  # seed 1 of sgd diverges half way
     curves["sgd"][name][1, 10:] = np.nan
+  curves["sgd"]["diverged_at"][1] = 11
   results.save_curves(copy / "curves.npz", curves, iterations)
   assert cli.main(["report", str(copy)]) == 0
   table = (copy / "table.md").read_text()
   assert "| sgd |" in table and "1/2 (seed index 1)" in table
   assert "| ngm_sgd |" in table and "0/2 |" in table
-  assert "↳ sgd, the 1 seeds that did not fail" in table and "diverged" in table
-  assert json.loads((copy / "failed_seeds.json").read_text()) == {
-      "ngm_sgd": [False, False], "sgd": [False, True]}
+  assert "↳ sgd, the 1 seeds that did not fail" in table
+  assert "sgd seed index 1 diverged at iteration 11" in table
+  assert json.loads((copy / "failed_seeds.json").read_text()) == {"ngm_sgd": [], "sgd": [1]}
+  # A run saved before diverged_at was recorded: read from the curves instead.
+  del curves["sgd"]["diverged_at"], curves["ngm_sgd"]["diverged_at"]
+  results.save_curves(copy / "curves.npz", curves, iterations)
+  assert cli.main(["report", str(copy)]) == 0
+  assert "sgd seed index 1 diverged at iteration 11" in (copy / "table.md").read_text()
   fig = plot_stability_gap(curves, iterations, 5, 4,
                            failed={"sgd": np.array([False, True])})
   legend = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -93,7 +101,8 @@ def test_refuses_to_overwrite_a_run(run_dir, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["run", "--benchmark", "split_cifar"], "Unknown benchmark 'split_cifar'; choose from"),
-    (["run", "--benchmark", "split_mnist", "--eval-every", "3"], "eval_every=3 must divide"),
+    (["run", "--benchmark", "split_mnist", "--eval-every", "3"],
+     "--eval-every 3 must divide --task-eval-every 10"),
     (["run", "--benchmark", "split_mnist", "--seeds", "0"], "--seeds 0"),
     (["report", "/nonexistent/run"], "no saved run"),
 ])
@@ -153,12 +162,18 @@ def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
   assert curves["msgd"]["task_acc"].shape == (2, 10, 5)
   gain = curves["ngm_sgd"]["gain"]
   assert np.all(gain > 1.0) and np.all(curves["msgd"]["gain"] == 1.0)
-  assert "Each task's test set limited to a fixed random subset of 3" in (out / "table.md").read_text()
+  table = (out / "table.md").read_text()
+  # Task 1 has 2 test images per class, 4 in all; the subset keeps 3 of them.
+  assert meta["test_sizes_full"] == [4] * 5 and meta["task1_test_size"] == 3
+  assert ("on 3 of the 3 Task-1 test images in the fixed subset (Task 1 has 4 test images)"
+          in table)
+  assert ("Each task's test set limited to a fixed random subset of at most 3 images (seed 0):"
+          " 3, 3, 3, 3, 3 of 4, 4, 4, 4, 4 test images per task.") in table
 
 
 def test_variants_of_one_optimizer_run_side_by_side(tmp_path):
   import dataclasses
-  from ngm_jax.experiment import run_benchmark
+  from ngm_jax.runner import run_benchmark
   from ngm_jax.streams import split_mnist
   from ngm_jax.train import TrainConfig
   from tests.conftest import fake_mnist
@@ -166,12 +181,67 @@ def test_variants_of_one_optimizer_run_side_by_side(tmp_path):
   variants = {"g0=1": ("g0_sgd", config),
               "g0=2": ("g0_sgd", dataclasses.replace(config, const_gain=2.0)),
               "msgd_reset": ("msgd_reset", config)}
-  out = run_benchmark(split_mnist(fake_mnist()), variants, config, 1, tmp_path / "v",
-                      show_progress=False)
+  out = tmp_path / "v"
+  run_benchmark(split_mnist(fake_mnist()), variants, config, num_seeds=1, out=out,
+                show_progress=False)
   curves, _ = results.load_curves(out / "curves.npz")
   np.testing.assert_allclose(curves["g0=1"]["gain"], 1.0)
   np.testing.assert_allclose(curves["g0=2"]["gain"], 2.0)
   assert "msgd_reset reset the optimizer state" in (out / "table.md").read_text()
   bad = {"x": ("sgd", dataclasses.replace(config, eval_every=2))}
   with pytest.raises(ValueError, match="eval_every=2 differs"):
-    run_benchmark(split_mnist(fake_mnist()), bad, config, 1, tmp_path / "b")
+    run_benchmark(split_mnist(fake_mnist()), bad, config, num_seeds=1, out=tmp_path / "b")
+
+
+def _copy_run(out, to):
+  import shutil
+  shutil.copytree(out, to)
+  return to
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda d: (d / "run.json").unlink(), "run.json is missing"),
+    (lambda d: (d / "curves.npz").unlink(), "curves.npz is missing"),
+    (lambda d: (d / "curves.npz").write_text("not a zip"), "curves.npz cannot be read"),
+    (lambda d: (d / "curves.npz").write_bytes((d / "curves.npz").read_bytes()[:600]),
+     "curves.npz cannot be read"),
+    (lambda d: (d / "run.json").write_text('{"benchmark": "split_mnist", '),
+     "run.json is not valid JSON (Expecting property name"),
+    (lambda d: (d / "run.json").write_text("[1, 2]"), "holds a JSON list, not a run's record"),
+    (lambda d: (d / "run.json").write_text('{"benchmark": "split_mnist"}'), "run.json lacks"),
+])
+def test_report_on_a_damaged_folder_names_the_file_and_the_fault(run_dir, tmp_path, capsys,
+                                                                damage, expected):
+  copy = _copy_run(run_dir[0], tmp_path / "run")
+  damage(copy)
+  assert cli.main(["report", str(copy)]) == 2
+  err = capsys.readouterr().err
+  assert expected in err and str(copy) in err and "Traceback" not in err
+  assert err.count("\n") == 1  # one line
+
+
+def test_report_refuses_curves_that_miss_a_variant_run_json_lists(run_dir, tmp_path, capsys):
+  copy = _copy_run(run_dir[0], tmp_path / "run")
+  curves, iterations = results.load_curves(copy / "curves.npz")
+  del curves["sgd"]  # the run stopped after its first optimizer
+  results.save_curves(copy / "curves.npz", curves, iterations)
+  (copy / "table.md").unlink()
+  assert cli.main(["report", str(copy)]) == 2
+  err = capsys.readouterr().err
+  assert "curves.npz holds ngm_sgd but not sgd, which" in err and "run.json lists" in err
+  assert not (copy / "table.md").exists()
+  partial = results.load_result(copy, complete=False)
+  assert partial.labels == ["ngm_sgd"] and partial.meta["optimizers"] == ["ngm_sgd"]
+  curves["ngm_sgd"]["task1_acc"] = curves["ngm_sgd"]["task1_acc"][:1]  # one seed of two
+  results.save_curves(copy / "curves.npz", curves, iterations)
+  with pytest.raises(ValueError, match="its first axis must be the 2 seeds"):
+    results.load_result(copy, complete=False)
+
+
+def test_report_on_a_file_or_missing_folder(tmp_path, capsys):
+  (tmp_path / "f").write_text("x")
+  assert cli.main(["report", str(tmp_path / "f")]) == 2
+  assert "it is a file, not a run's folder" in capsys.readouterr().err
+  (tmp_path / "empty").mkdir()
+  assert cli.main(["report", str(tmp_path / "empty")]) == 2
+  assert "holds no saved run (no run.json and no curves.npz)" in capsys.readouterr().err
