@@ -127,9 +127,10 @@ def run(args: argparse.Namespace) -> None:
   # Every value is checked before the data are read.
   config = configs.get_config(args.benchmark)
   train = common.train_config_from(args, config)
+  out = args.out or f"results/{args.benchmark}"
+  common.check_out(out, args.overwrite, resume=getattr(args, "resume", False))
   optimizers = resolve_optimizers(args.optimizers or config.optimizers, train.learning_rate)
   experiment = common.load_experiment(args)
-  out = args.out or f"results/{args.benchmark}"
   try:
     result = run_benchmark(
         experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ngm_jax import checks
 from ngm_jax.streams import TaskStream
 
 __all__ = ["TrainConfig", "seed_keys", "curve_iterations", "task1_eval_size"]
@@ -59,11 +60,15 @@ class TrainConfig:
   backbone_momentum: float | None = None
 
   def __post_init__(self):
-    for name in ("iterations_per_task", "batch_size", "eval_every",
-                 "task_eval_every"):
-      value = getattr(self, name)
-      if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"TrainConfig.{name}={value!r}: must be an integer >= 1.")
+    """Checks every field (:mod:`ngm_jax.checks`), then the schedule.
+
+    Raises:
+      TypeError: a field of the wrong type (e.g. ``gamma="0.5"``).
+      ValueError: NaN, infinite or out of range, or a schedule whose
+        intervals do not divide each other.
+    """
+    for field in dataclasses.fields(self):
+      checks.check("TrainConfig", field.name, getattr(self, field.name))
     if self.task_eval_every % self.eval_every:
       raise ValueError(
           f"TrainConfig: eval_every={self.eval_every} must divide"
@@ -73,20 +78,6 @@ class TrainConfig:
       raise ValueError(
           f"TrainConfig: task_eval_every={self.task_eval_every} must divide"
           f" iterations_per_task={self.iterations_per_task}."
-      )
-    if self.eval_task1_limit is not None and self.eval_task1_limit < 1:
-      raise ValueError(
-          f"TrainConfig.eval_task1_limit={self.eval_task1_limit!r}: must be"
-          " None (all Task-1 test images) or an integer >= 1."
-      )
-    if self.eval_batch_size is not None and self.eval_batch_size < 1:
-      raise ValueError(
-          f"TrainConfig.eval_batch_size={self.eval_batch_size!r}: must be None"
-          " or an integer >= 1."
-      )
-    if not self.learning_rate > 0:
-      raise ValueError(
-          f"TrainConfig.learning_rate={self.learning_rate!r}: must be > 0."
       )
 
 

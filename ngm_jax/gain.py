@@ -21,7 +21,6 @@ Order within one training step (see :mod:`ngm_jax.train`):
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ngm_jax import checks
 __all__ = [
     "GainModulationState",
     "gain_modulation",
@@ -54,29 +54,18 @@ class GainModulationState(NamedTuple):
   gain: jax.Array
 
 
-def _concrete_float(value: Any) -> float | None:
-  """``float(value)`` when it is known at trace time, ``None`` for a tracer."""
-  try:
-    return float(value)
-  except (jax.errors.ConcretizationTypeError, TypeError):
-    return None
+def _validate(gamma: Any, g0: Any, eta: Any, owner: str = "gain_modulation:") -> None:
+  """Raises TypeError for a value that is not a real number (e.g. the string
+  ``"0.5"``), ValueError for NaN, infinity or a value out of range; a traced
+  value (``inject_hyperparams`` under ``jit``) is not known yet and passes."""
+  for name, value in (("gamma", gamma), ("g0", g0), ("eta", eta)):
+    checks.check(owner, name, value)
 
 
-def _validate(gamma: Any, g0: Any, eta: Any) -> None:
-  checks = (
-      ("gamma", gamma, lambda v: 0.0 <= v < 1.0, "[0, 1)"),
-      ("g0", g0, lambda v: v > 0.0, "(0, inf)"),
-      ("eta", eta, lambda v: v >= 0.0, "[0, inf)"),
-  )
-  for name, value, ok, allowed in checks:
-    v = _concrete_float(value)
-    if v is None:  # a traced hyperparameter (inject_hyperparams under jit)
-      continue
-    if not math.isfinite(v) or not ok(v):
-      raise ValueError(
-          f"gain_modulation: {name}={value!r} is not allowed; {name} must be a"
-          f" finite number in {allowed}."
-      )
+def _validate_learning_rate(learning_rate: Any, owner: str) -> None:
+  """A schedule (a callable) passes; a number must be finite and > 0."""
+  if not callable(learning_rate):
+    checks.check(owner, "learning_rate", learning_rate)
 
 
 def gain_modulation(
@@ -101,7 +90,8 @@ def gain_modulation(
     keyword argument; other extra arguments are accepted and ignored.
 
   Raises:
-    ValueError: if a hyperparameter is not finite or outside its range.
+    TypeError: a hyperparameter that is not a real number (e.g. ``"0.5"``).
+    ValueError: a hyperparameter that is NaN, infinite or outside its range.
   """
   _validate(gamma, g0, eta)
 
@@ -132,6 +122,7 @@ def ngm_sgd(
       effective weights is ``learning_rate · g²``).
     gamma, g0, eta: see :func:`gain_modulation`.
   """
+  _validate_learning_rate(learning_rate, "ngm_sgd:")
   return optax.chain(
       gain_modulation(gamma=gamma, g0=g0, eta=eta), optax.sgd(learning_rate)
   )
@@ -153,7 +144,8 @@ def gain_scaled_sgd(
   gain does. The state is a :class:`GainModulationState`, so
   :func:`gain_of` reads the gain.
   """
-  _validate(gamma, g0, eta)
+  _validate(gamma, g0, eta, "gain_scaled_sgd:")
+  _validate_learning_rate(learning_rate, "gain_scaled_sgd:")
   gain_tx = gain_modulation(gamma=gamma, g0=g0, eta=eta)
 
   def update_fn(updates, state, params=None, *, entropy, **extra_args):
@@ -207,6 +199,7 @@ def replayed_gain_sgd(
     ValueError: ``gains`` is not a non-empty 1-D array of finite, positive
       numbers.
   """
+  _validate_learning_rate(learning_rate, "replayed_gain_sgd:")
   gains = jnp.asarray(gains, jnp.float32)
   if gains.ndim != 1 or gains.shape[0] == 0:
     raise ValueError(f"replayed_gain_sgd: gains must be a non-empty [T] array; got shape"

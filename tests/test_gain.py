@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from ngm_jax import checks
 from ngm_jax import gain as ngm
 
 
@@ -71,7 +72,28 @@ class TestGainModulation:
       ngm.gain_modulation(**kwargs)
     message = str(err.value)
     assert f"{name}=" in message and repr(kwargs[name]) in message
-    assert "[0, 1)" in message or "(0, inf)" in message or "[0, inf)" in message
+    assert message.endswith(f": must be {checks.allowed(name)}.")
+    assert checks.allowed(name) in ("a finite number in [0, 1)", "a finite number > 0",
+                                    "a finite number >= 0")
+
+  @pytest.mark.parametrize("value", ["0.5", True, None, [0.5], np.array([0.5, 0.6]), 0.5j])
+  def test_a_hyperparameter_that_is_not_a_number_is_a_type_error_at_once(self, value):
+    with pytest.raises(TypeError, match=r"gain_modulation: gamma=.*: must be a finite number"
+                                        r" in \[0, 1\), not a"):
+      ngm.gain_modulation(gamma=value)
+    for factory in (ngm.ngm_sgd, ngm.gain_scaled_sgd):
+      with pytest.raises(TypeError, match="learning_rate="):
+        factory(learning_rate=value)
+
+  def test_numbers_of_every_kind_and_schedules_are_accepted(self):
+    for value in (0.5, np.float32(0.5), np.float64(0.5), jnp.float32(0.5), jnp.array(0.5)):
+      ngm.gain_modulation(gamma=value)
+    ngm.gain_modulation(g0=2)  # an int is a number
+    ngm.ngm_sgd(optax.constant_schedule(0.1))
+    with pytest.raises(ValueError, match=r"ngm_sgd: learning_rate=-0.1: must be a finite number > 0"):
+      ngm.ngm_sgd(-0.1)
+    with pytest.raises(ValueError, match="replayed_gain_sgd: learning_rate=nan"):
+      ngm.replayed_gain_sgd(float("nan"), [1.0])
 
   def test_state_dtype_and_shape_are_stable(self):
     tx = ngm.gain_modulation()

@@ -103,7 +103,6 @@ def test_refuses_to_overwrite_a_run(run_dir, capsys):
     (["run", "--benchmark", "split_cifar"], "Unknown benchmark 'split_cifar'; choose from"),
     (["run", "--benchmark", "split_mnist", "--eval-every", "3"],
      "--eval-every 3 must divide --task-eval-every 10"),
-    (["run", "--benchmark", "split_mnist", "--seeds", "0"], "--seeds 0"),
     (["report", "/nonexistent/run"], "no saved run"),
 ])
 def test_bad_input_gives_one_clear_line(argv, expected, capsys, tmp_path):
@@ -245,3 +244,79 @@ def test_report_on_a_file_or_missing_folder(tmp_path, capsys):
   (tmp_path / "empty").mkdir()
   assert cli.main(["report", str(tmp_path / "empty")]) == 2
   assert "holds no saved run (no run.json and no curves.npz)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--eta", "-1"], "argument --eta: -1 is not allowed: must be a finite number >= 0"),
+    (["--eta", "nan"], "argument --eta: nan is not allowed: must be a finite number >= 0"),
+    (["--gamma", "1"], "argument --gamma: 1 is not allowed: must be a finite number in [0, 1)"),
+    (["--gamma", "0.5x"], "argument --gamma: '0.5x' is not a number: must be a finite number"),
+    (["--g0", "0"], "argument --g0: 0 is not allowed: must be a finite number > 0"),
+    (["--const-gain=-inf"], "argument --const-gain: -inf is not allowed"),
+    (["--learning-rate", "inf"], "argument --learning-rate: inf is not allowed: must be a"
+                                 " finite number > 0"),
+    (["--batch-size", "2.5"], "argument --batch-size: '2.5' is not an integer: must be an"
+                              " integer >= 1"),
+    (["--iterations-per-task", "0"], "argument --iterations-per-task: 0 is not allowed"),
+    (["--eval-task1-limit", "-2"], "argument --eval-task1-limit: -2 is not allowed: must be an"
+                                   " integer >= 1"),
+    (["--seeds", "0"], "argument --seeds: 0 is not allowed: must be an integer >= 1"),
+    (["--seeds", "two"], "argument --seeds: two is not allowed"),
+    (["--test-subset", "0"], "argument --test-subset: 0 is not allowed"),
+    (["--num-tasks", "-1"], "argument --num-tasks: -1 is not allowed"),
+    (["--rotation-interpolation", "cubic"], "argument --rotation-interpolation: invalid choice"),
+    (["--optimizers", "ngm_sgd,rmsprop"], "unknown optimizer(s) rmsprop"),
+    (["--etta", "0.3"], "unrecognized arguments: --etta"),
+])
+def test_every_bad_value_is_a_usage_error_before_anything_loads(flags, expected, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", "--benchmark", "split_mnist", *flags])
+  assert exit_info.value.code == 2
+  captured = capsys.readouterr()
+  assert expected in captured.err and "Traceback" not in captured.err
+  assert "Loading" not in captured.out
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--eval-every", "3", "--task-eval-every", "4", "--iterations-per-task", "8"],
+     "--eval-every 3 must divide --task-eval-every 4."),
+    (["--task-eval-every", "7"], "--task-eval-every 7 must divide --iterations-per-task 200."),
+    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist: no such folder."),
+    (["--benchmark", "domain_cifar100", "--num-tasks", "9"],
+     "benchmark domain_cifar100: --num-tasks 9; must be an integer in [1, 5]."),
+])
+def test_values_checked_together_fail_before_the_data_load(flags, expected, tmp_path, capsys):
+  argv = ["run", "--benchmark", "split_mnist", "--out", str(tmp_path / "o"), *flags]
+  assert cli.main(argv) == 2
+  captured = capsys.readouterr()
+  assert captured.err == f"error: {expected}\n"
+  if "--num-tasks" not in flags:
+    assert "Loading" not in captured.out
+
+
+def test_out_that_is_a_file_or_holds_a_run_is_refused_before_loading(run_dir, tmp_path, capsys):
+  out, data_dir = run_dir
+  (tmp_path / "file").write_text("x")
+  for target, expected in [(tmp_path / "file", "is a file, not a folder"),
+                           (tmp_path / "file" / "sub",
+                            f"{tmp_path / 'file'} is a file, so no folder can be made"),
+                           (out, "already holds a run (curves.npz, run.json); pass"
+                                 " --overwrite")]:
+    assert cli.main(["run", "--benchmark", "split_mnist", "--data-dir", str(data_dir),
+                     "--out", str(target), *FAST]) == 2
+    captured = capsys.readouterr()
+    assert f"error: --out {target}: {expected}" in captured.err
+    assert "Loading" not in captured.out
+
+
+def test_bad_flag_in_a_fresh_process_exits_2_without_a_traceback(tmp_path):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run([sys.executable, "-m", "experiments.run", "run", "--benchmark",
+                         "split_mnist", "--eta", "-1"], cwd=root, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 2
+  assert "--eta" in proc.stderr and "-1 is not allowed" in proc.stderr
+  assert "Traceback" not in proc.stderr and "Loading" not in proc.stdout

@@ -120,9 +120,26 @@ def test_progress_callback_reports_iterations(stream):
     ({"batch_size": 0}, "batch_size=0"),
     ({"eval_task1_limit": 0}, "eval_task1_limit=0"),
     ({"learning_rate": -1.0}, "learning_rate=-1.0"),
+    ({"learning_rate": float("inf")}, r"learning_rate=inf: must be a finite number > 0"),
+    ({"gamma": float("nan")}, r"gamma=nan: must be a finite number in \[0, 1\)"),
+    ({"gamma": 1.0}, r"TrainConfig.gamma=1.0: must be a finite number in \[0, 1\)"),
+    ({"eta": -1.0}, r"TrainConfig.eta=-1.0: must be a finite number >= 0"),
+    ({"g0": 0.0}, r"g0=0.0: must be a finite number > 0"),
+    ({"const_gain": -2.0}, r"const_gain=-2.0: must be a finite number > 0"),
+    ({"backbone_momentum": 1.0}, r"backbone_momentum=1.0: must be None or a finite number"),
 ])
 def test_config_validation(kwargs, match):
   with pytest.raises(ValueError, match=match):
+    TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"gamma": "0.5"}, {"eta": None}, {"learning_rate": [0.1]},
+                                    {"iterations_per_task": 2.0}, {"batch_size": True},
+                                    {"eval_task1_limit": 1.5}, {"backbone_momentum": "0.9"}])
+def test_config_wrong_types_are_type_errors(kwargs):
+  (name, value), = kwargs.items()
+  with pytest.raises(TypeError, match=f"TrainConfig.{name}=.*: must be .*, not a"
+                                      f" {type(value).__name__}"):
     TrainConfig(**kwargs)
 
 

@@ -1,0 +1,123 @@
+"""Checks of hyperparameter values, shared by the library and the command line.
+
+Each check returns ``None`` for an allowed value and raises ``TypeError``
+(not a number / not an integer) or ``ValueError`` (NaN, infinite, out of
+range). The messages read ``<what>=<value>: must be <allowed>``, and
+:func:`allowed` gives the ``<allowed>`` words alone, so that the command line
+can say the same with the flag as typed (``--eta -1: must be ...``).
+
+A value that is traced (a hyperparameter under ``jit``/``vmap``, e.g. through
+``optax.inject_hyperparams``) is not known yet and is not checked.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Rule", "RULES", "allowed", "check", "check_number", "check_integer"]
+
+
+def _real(value: Any) -> float | None:
+  """``float(value)`` for a real number (Python, NumPy or a 0-d array);
+  None when it is traced; TypeError for anything else (str, bool, lists)."""
+  if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+    raise TypeError
+  if isinstance(value, numbers.Real):
+    return float(value)
+  dtype = getattr(value, "dtype", None)
+  if (dtype is None or np.ndim(value) != 0
+      or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
+    raise TypeError
+  try:
+    return float(value)
+  except Exception:  # pylint: disable=broad-except  # a tracer: not known yet
+    return None
+
+
+def check_number(what: str, value: Any, ok: Callable[[float], bool], allowed_text: str) -> None:
+  """Raises unless ``value`` is a finite real number with ``ok(value)``.
+
+  Raises:
+    TypeError: ``value`` is not a real number (e.g. the string ``"0.5"``).
+    ValueError: NaN, infinite, or ``ok`` is False.
+  """
+  try:
+    v = _real(value)
+  except TypeError:
+    raise TypeError(f"{what}={value!r}: must be {allowed_text}, not a"
+                    f" {type(value).__name__}.") from None
+  if v is not None and (not math.isfinite(v) or not ok(v)):
+    raise ValueError(f"{what}={value!r}: must be {allowed_text}.")
+
+
+def check_integer(what: str, value: Any, minimum: int, optional: bool = False) -> None:
+  """Raises unless ``value`` is an integer ``>= minimum`` (or None if ``optional``)."""
+  allowed_text = (f"None or an integer >= {minimum}" if optional
+                  else f"an integer >= {minimum}")
+  if value is None and optional:
+    return
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,)):
+    raise TypeError(f"{what}={value!r}: must be {allowed_text}, not a {type(value).__name__}.")
+  if value < minimum:
+    raise ValueError(f"{what}={value!r}: must be {allowed_text}.")
+
+
+class Rule:
+  """What one hyperparameter may be: its kind, its range in words and as a test."""
+
+  def __init__(self, kind: str, allowed_text: str, ok: Callable[[float], bool] | None = None,
+               minimum: int = 1, optional: bool = False, meaning: str = ""):
+    self.kind, self.allowed_text, self.ok = kind, allowed_text, ok
+    self.minimum, self.optional, self.meaning = minimum, optional, meaning
+
+  def __call__(self, what: str, value: Any) -> None:
+    if self.kind == "int":
+      check_integer(what, value, self.minimum, self.optional)
+    elif value is None and self.optional:
+      return
+    else:
+      check_number(what, value, self.ok, self.allowed_text)
+
+
+_INT = lambda meaning: Rule("int", "an integer >= 1", meaning=meaning)
+_OPT_INT = lambda meaning: Rule("int", "None or an integer >= 1", optional=True, meaning=meaning)
+
+#: Every hyperparameter of :class:`ngm_jax.config.TrainConfig` and
+#: :func:`ngm_jax.gain.gain_modulation`, by name.
+RULES: dict[str, Rule] = {
+    "iterations_per_task": _INT("optimizer steps per task"),
+    "batch_size": _INT("minibatch size"),
+    "eval_every": _INT("iterations between Task-1 evaluations"),
+    "task_eval_every": _INT("iterations between evaluations of every task"),
+    "eval_task1_limit": _OPT_INT("Task-1 test images evaluated"),
+    "eval_batch_size": _OPT_INT("test images per evaluation chunk"),
+    "learning_rate": Rule("float", "a finite number > 0", lambda v: v > 0, meaning="step size"),
+    "gamma": Rule("float", "a finite number in [0, 1)", lambda v: 0 <= v < 1,
+                  meaning="γ, the gain's retention per step"),
+    "g0": Rule("float", "a finite number > 0", lambda v: v > 0,
+               meaning="g0, the resting gain"),
+    "eta": Rule("float", "a finite number >= 0", lambda v: v >= 0,
+                meaning="η, the gain added per nat of entropy"),
+    "const_gain": Rule("float", "a finite number > 0", lambda v: v > 0,
+                       meaning="the g0_sgd ablation's constant gain"),
+    "backbone_momentum": Rule("float", "None or a finite number in [0, 1)",
+                              lambda v: 0 <= v < 1, optional=True,
+                              meaning="the backbone's SGD momentum"),
+}
+
+
+def allowed(name: str) -> str:
+  """The words for what hyperparameter ``name`` may be, e.g. ``"a finite
+  number in [0, 1)"``."""
+  return RULES[name].allowed_text
+
+
+def check(owner: str, name: str, value: Any) -> None:
+  """Checks hyperparameter ``name``; messages read ``<owner>.<name>=<value>: ...``
+  (``<owner>: <name>=...`` when ``owner`` ends with ':')."""
+  what = f"{owner} {name}" if owner.endswith(":") else f"{owner}.{name}"
+  RULES[name](what, value)
