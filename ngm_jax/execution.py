@@ -66,6 +66,7 @@ def train_seeds(
     progress: Callable[[int], None] | None = None,
     hyperparams: Mapping[str, Any] | None = None,
     mesh: Any = None,
+    memory_budget: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
 
@@ -92,6 +93,10 @@ def train_seeds(
       with more than one device (or process), the seeds are split over its
       devices, padded to a multiple of the device count (padding dropped),
       the data replicated on each device; one scanned, vmapped program.
+      If the program for every seed would need more than ``memory_budget``
+      bytes per device (default 80 % of the device's memory; from XLA's
+      memory analysis of the compiled program), the seeds run in chunks,
+      halved until they fit; the timings say how many.
 
   Returns:
     ``(curves, timings)``: the curves of :func:`make_train` with a leading
@@ -104,18 +109,18 @@ def train_seeds(
     raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
   if seed_axis not in SEED_AXES:
     raise ValueError(f"seed_axis={seed_axis!r}; choose from {', '.join(SEED_AXES)}.")
-  if mesh is not None and (mesh.size > 1 or jax.process_count() > 1):
-    if (loop, seed_axis) != ("scan", "vmap"):
-      raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on a mesh of {mesh.size}"
-                       " devices: only loop='scan', seed_axis='vmap' runs sharded.")
-    return _sharded_scan(parts, keys, mesh, progress, hyperparams)
-  # "sequential" compiles one seed's program once and calls it per seed; its
-  # progress restarts at each seed.
   num_seeds = len(keys)
   for name, value in (hyperparams or {}).items():
     if np.shape(value)[:1] != (num_seeds,):
       raise ValueError(f"hyperparams[{name!r}] has shape {np.shape(value)}; its leading"
                        f" axis must be the {num_seeds} seeds.")
+  if mesh is not None and (loop, seed_axis) == ("scan", "vmap"):
+    return _sharded_scan(parts, keys, mesh, progress, hyperparams, memory_budget)
+  if mesh is not None and (mesh.size > 1 or jax.process_count() > 1):
+    raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on a mesh of {mesh.size}"
+                     " devices: only loop='scan', seed_axis='vmap' runs sharded.")
+  # "sequential" compiles one seed's program once and calls it per seed; its
+  # progress restarts at each seed.
   # Each function takes the data first; the data are never batched over seeds.
   over_seeds = {
       "vmap": lambda f: lambda data, *a: jax.vmap(lambda *s: f(data, *s))(*a),
@@ -181,29 +186,62 @@ def train_seeds(
   return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}
 
 
+def program_bytes(compiled: Any) -> int | None:
+  """Bytes one device needs for a compiled program: its arguments, outputs and
+  temporaries (XLA's memory analysis), or None where XLA reports none."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes)
+
+
 def _sharded_scan(parts: TrainParts, keys: jax.Array, mesh: Any,
                   progress: Callable[[int], None] | None,
-                  hyperparams: Mapping[str, Any] | None):
-  """:func:`train_seeds` with the seeds split over ``mesh``'s devices."""
+                  hyperparams: Mapping[str, Any] | None,
+                  memory_budget: int | None = None):
+  """:func:`train_seeds` with the seeds split over ``mesh``'s devices, in as
+  few chunks as fit ``memory_budget`` bytes per device (default: 80 % of the
+  first device's memory, :func:`ngm_jax.memory.device_memory_bytes`)."""
   from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
+  from ngm_jax.memory import device_memory_bytes  # pylint: disable=g-import-not-at-top
 
   per_run = {"key_data": np.asarray(jax.random.key_data(keys)),
              "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
-  padded, num_runs = sharding.pad_runs(per_run, mesh.size)
-  runs = sharding.shard_runs(padded, mesh)
+  num_runs = len(keys)
   data = sharding.replicate(jax.device_get(parts.data), mesh)
   report = None
   if progress is not None and jax.process_index() == 0:
     report = lambda step: progress(int(np.max(step)))
   train = _scanned(parts, report)
+  if memory_budget is None:
+    memory_budget = int(0.8 * device_memory_bytes(mesh.devices.flat[0])[0])
 
   def program(data, runs):
     keys = jax.random.wrap_key_data(runs["key_data"])
     return jax.vmap(lambda k, h: train(k, data, h))(keys, runs["hyperparams"])
 
+  def compile_for(size):
+    chunk, _ = sharding.pad_runs(jax.tree.map(lambda a: a[:size], per_run), mesh.size)
+    return jax.jit(program).lower(data, sharding.shard_runs(chunk, mesh)).compile()
+
+  # Chunk size: all runs if they fit, else halved (a multiple of the device
+  # count) until the compiled program's memory analysis fits the budget.
   t0 = time.perf_counter()
-  compiled = jax.jit(program).lower(data, runs).compile()
+  size = num_runs
+  compiled = compile_for(size)
+  while (program_bytes(compiled) or 0) > memory_budget and size > mesh.size:
+    size = max(mesh.size, -(-size // 2 // mesh.size) * mesh.size)
+    compiled = compile_for(size)
   t1 = time.perf_counter()
-  curves = sharding.unpad_runs(sharding.gather(jax.block_until_ready(compiled(data, runs))),
-                               num_runs)
-  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1}
+  outputs = []
+  for start in range(0, num_runs, size):
+    chunk = jax.tree.map(lambda a, start=start: a[start:start + size], per_run)
+    count = len(chunk["key_data"])
+    padded, _ = sharding.pad_runs(chunk, size)  # the last chunk is padded to the compiled size
+    out = sharding.gather(jax.block_until_ready(compiled(data, sharding.shard_runs(padded, mesh))))
+    outputs.append(sharding.unpad_runs(out, count))
+  curves = jax.tree.map(lambda *a: np.concatenate(a), *outputs)
+  chunks = len(outputs)
+  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1, "chunks": chunks,
+                  "runs_per_chunk": size, "device_bytes": program_bytes(compiled)}

@@ -303,7 +303,9 @@ def run_benchmark(
     bar.close()
     meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
                               "run_s": round(timing["run_s"], 2),
-                              "iterations_per_s": round(total / timing["run_s"], 2)}
+                              "iterations_per_s": round(total / timing["run_s"], 2),
+                              **{k: timing[k] for k in ("chunks", "runs_per_chunk",
+                                                        "device_bytes") if k in timing}}
     if out is not None and writer:
       results.save_result(results.Result(curves, iterations, meta), out)
       results.append_log(out, {"optimizer": label, **meta["timings"][label]})

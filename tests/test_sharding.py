@@ -106,3 +106,26 @@ def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
   meta = json.loads((tmp_path / "out0" / "run.json").read_text())
   assert meta["mesh"]["processes"] == 2 and meta["mesh"]["devices"] == 4
   assert np.load(tmp_path / "out0" / "curves.npz")["sgd/task1_acc"].shape == (3, 10)
+
+
+def test_runs_that_do_not_fit_are_split_into_chunks():
+  # In-process, one device: a memory budget below one run's program forces
+  # chunks of one seed; the curves are those of one program for all seeds.
+  import jax  # pylint: disable=g-import-not-at-top
+  from ngm_jax import streams  # pylint: disable=g-import-not-at-top
+  from ngm_jax.execution import train_seeds  # pylint: disable=g-import-not-at-top
+  from ngm_jax.sharding import run_mesh  # pylint: disable=g-import-not-at-top
+  from ngm_jax.train import TrainConfig, make_train_parts, seed_keys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import fake_mnist  # pylint: disable=g-import-not-at-top
+
+  stream = streams.split_mnist(fake_mnist(n_train_per_class=4, n_test_per_class=2))
+  parts = make_train_parts(stream, "ngm_sgd",
+                           TrainConfig(iterations_per_task=2, batch_size=4, task_eval_every=2))
+  mesh = run_mesh(1, devices=jax.devices()[:1])
+  whole, t_whole = train_seeds(parts, seed_keys(3), mesh=mesh)
+  chunked, t_chunked = train_seeds(parts, seed_keys(3), mesh=mesh, memory_budget=1)
+  assert t_whole["chunks"] == 1 and t_whole["runs_per_chunk"] == 3
+  assert t_chunked["chunks"] == 3 and t_chunked["runs_per_chunk"] == 1
+  assert t_whole["device_bytes"] > t_chunked["device_bytes"] > 1
+  for name, value in whole.items():
+    np.testing.assert_allclose(chunked[name], value, rtol=1e-6, atol=1e-6, err_msg=name)
