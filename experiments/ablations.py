@@ -59,7 +59,7 @@ from ngm_jax import benchmarks, results
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.results import report
 from ngm_jax.runner import run_benchmark
-from ngm_jax.failures import failed_seeds, failed_seeds_note
+from ngm_jax.failures import failed_seeds_note, failed_seeds_of_run
 from ngm_jax.gain_analysis import TimeAveragedGain, gain_schedule, time_averaged_gain
 from ngm_jax.plots import COLOURS
 from ngm_jax.plots_ablation import plot_ablation
@@ -321,7 +321,7 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
   k, i = meta["num_tasks"], meta["train"]["iterations_per_task"]
   s = len(meta["seeds"])
   train = meta["train"]
-  failed = {l: failed_seeds(c, meta.get("num_classes")) for l, c in curves.items()}
+  failed = {l: failed_seeds_of_run(c, meta) for l, c in curves.items()}
   without_failed = results.metrics_of_kept_seeds(curves, failed, iterations, k, i)
   names = {}
   if mean_gain is not None:
