@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -30,6 +31,7 @@ from ngm_jax.metrics import TABLE_METRICS, task1_metrics
 from ngm_jax.optimizers import Optimizer, partition_by_gain
 from ngm_jax.placement import gain_mask
 from ngm_jax.runner import network
+from ngm_jax.sharding import run_mesh
 from ngm_jax.stats import mean_and_stderr
 from ngm_jax.sampling import Sampler
 from ngm_jax.streams import TaskStream
@@ -68,6 +70,18 @@ def check_grid(etas: Sequence[float], gammas: Sequence[float]) -> tuple[np.ndarr
   return out[0], out[1]
 
 
+def _injected_ngm_sgd(config: TrainConfig, where: Any) -> Optimizer:
+  """NGM-SGD with η and γ as values in its state (``inject_hyperparams``); with
+  ``backbone_momentum``, the parameters off the placement get momentum SGD."""
+  tx = optax.inject_hyperparams(ngm_sgd)(
+      learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0, eta=config.eta)
+  if config.backbone_momentum is not None:
+    tx = partition_by_gain(
+        tx, optax.sgd(config.learning_rate, momentum=config.backbone_momentum),
+        lambda params: gain_mask(params, where))
+  return Optimizer(tx, name="ngm_sgd")
+
+
 def make_sweep(
     stream: TaskStream,
     config: TrainConfig,
@@ -95,14 +109,8 @@ def make_sweep(
     gain placement get momentum SGD, as in the image benchmarks' NGM-SGD.
   """
   net, _ = network(stream, **network_kwargs)
-  tx = optax.inject_hyperparams(ngm_sgd)(
-      learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0, eta=config.eta)
-  if config.backbone_momentum is not None:
-    tx = partition_by_gain(
-        tx, optax.sgd(config.learning_rate, momentum=config.backbone_momentum),
-        lambda params: gain_mask(params, net["where"]))
-  train, data = make_train(stream, Optimizer(tx, name="ngm_sgd"), config, sampler=sampler,
-                           **net)
+  train, data = make_train(stream, _injected_ngm_sgd(config, net["where"]), config,
+                           sampler=sampler, **net)
 
   def one(eta, gamma, key, data):
     return train(key, data, {"eta": eta, "gamma": gamma})
@@ -120,20 +128,26 @@ def sweep(
     num_seeds: int,
     *,
     sampler: Sampler | None = None,
+    devices: int | None = None,
     **network_kwargs: Any,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Trains NGM-SGD on every (η, γ) and seed ``0..num_seeds-1``, as one program.
+
+  The ``E·G·S`` runs are one axis, split over ``devices`` devices (default
+  all; :mod:`ngm_jax.sharding`), η and γ set per run in the optimizer state.
 
   Args:
     stream, config, sampler, network_kwargs: see :func:`make_sweep`.
     etas: η values, ``>= 0``.
     gammas: γ values, in ``[0, 1)``.
     num_seeds: seeds; seed ``s`` uses ``jax.random.key(s)`` as everywhere.
+    devices: how many devices the runs are split over (default: all).
 
   Returns:
     ``(curves, timings)``: NumPy curves ``[E, G, S, ...]`` (names as in
     :func:`ngm_jax.train.make_train`) and ``{"compile_s", "run_s",
-    "wall_s"}`` in seconds (``wall_s`` also counts building the program).
+    "wall_s", "chunks", ...}`` in seconds (``wall_s`` also counts building
+    the program; see :func:`ngm_jax.execution.train_seeds`).
 
   Raises:
     ValueError: a bad grid (:func:`check_grid`) or fewer than one seed.
@@ -142,13 +156,17 @@ def sweep(
   if num_seeds < 1:
     raise ValueError(f"sweep: num_seeds={num_seeds!r}; need at least 1 seed.")
   t0 = time.perf_counter()
-  keys = seed_keys(num_seeds)
-  fn, data = make_sweep(stream, config, sampler=sampler, **network_kwargs)
-  compiled = jax.jit(fn).lower(etas, gammas, keys, data).compile()
-  t1 = time.perf_counter()
-  curves = jax.device_get(jax.block_until_ready(compiled(etas, gammas, keys, data)))
-  t2 = time.perf_counter()
-  return curves, {"compile_s": t1 - t0, "run_s": t2 - t1, "wall_s": t2 - t0}
+  net, _ = network(stream, **network_kwargs)
+  parts = make_train_parts(stream, _injected_ngm_sgd(config, net["where"]), config,
+                           sampler=sampler, **net)
+  # The grid and the seeds are one axis of runs, sharded over every device.
+  e, g, n = len(etas), len(gammas), num_seeds
+  keys = jnp.tile(seed_keys(n), e * g)
+  hyperparams = {"eta": np.repeat(etas, g * n), "gamma": np.tile(np.repeat(gammas, n), e)}
+  curves, timing = train_seeds(parts, keys, hyperparams=hyperparams, mesh=run_mesh(devices))
+  curves = {k: v.reshape((e, g, n) + v.shape[1:]) for k, v in curves.items()}
+  wall = time.perf_counter() - t0
+  return curves, {**timing, "wall_s": wall}
 
 
 def separate_runs(
