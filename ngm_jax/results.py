@@ -16,16 +16,19 @@ object. A run folder holds::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -39,11 +42,15 @@ __all__ = [
     "write_report",
     "report",
     "prepare_out",
+    "work_folder",
+    "finish_out",
+    "atomic_path",
     "append_log",
     "save_curves",
     "load_curves",
     "write_json",
     "read_json",
+    "read_json_record",
     "compute_metrics",
     "metrics_of_kept_seeds",
     "command_line",
@@ -55,6 +62,31 @@ def command_line() -> str:
   """The command as typed, for ``run.json`` (``python -m pkg.mod ...`` stays
   that, where ``sys.argv`` would give the module's file path)."""
   return shlex.join(getattr(sys, "orig_argv", sys.argv))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+  """A temporary file beside ``path`` (same folder, same suffix) to write to;
+  on leaving the ``with`` block without an error it is flushed to disk and
+  renamed to ``path`` (``os.replace``: readers see the old file or the whole
+  new one, never a part), else removed::
+
+      with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(text)
+  """
+  path = Path(path)
+  fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+                              dir=path.parent)
+  os.close(fd)
+  tmp = Path(name)
+  try:
+    yield tmp
+    with open(tmp, "rb+") as f:
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
 
 
 def save_curves(
@@ -71,10 +103,8 @@ def save_curves(
   for opt, per_curve in curves.items():
     for name, value in per_curve.items():
       arrays[f"{opt}/{name}"] = np.asarray(value)
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
+  with atomic_path(path) as tmp:
+    np.savez_compressed(tmp, **arrays)
 
 
 def load_curves(
@@ -113,10 +143,9 @@ def load_curves(
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-  path = Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-  os.replace(tmp, path)
+  """``obj`` as JSON in ``path``, written whole or not at all (:func:`atomic_path`)."""
+  with atomic_path(path) as tmp:
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -217,27 +246,87 @@ class Result:
     return {label: failed_seeds_of_run(c, self.meta) for label, c in self.curves.items()}
 
 
-def prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-  """``out`` as a folder ready for a new run.
+#: What marks a folder as holding a run (finished or not).
+_RUN_MARKS = ("curves.npz", "run.json", "checkpoints")
+
+
+def work_folder(out: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
+  """The folder a run for ``out`` writes into (nothing is changed on disk):
+  ``<out>.partial`` for an overwrite (and for resuming an unfinished one), so
+  that the run already in ``out`` stays until the new one has finished
+  (:func:`finish_out`); else ``out`` itself."""
+  out = Path(out)
+  partial = out.with_name(out.name + ".partial")
+  if overwrite or (resume and partial.is_dir()):
+    return partial
+  return out
+
+
+def prepare_out(out: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
+  """Makes the folder a run for ``out`` writes into and returns it
+  (:func:`work_folder`): ``out`` for a new run or a resumed one, a fresh
+  ``<out>.partial`` for an overwrite (any older one removed), the existing
+  ``<out>.partial`` to resume an unfinished overwrite.
 
   Raises:
-    ValueError: ``out`` is a file, or already holds a run and ``overwrite``
-      is False.
+    ValueError: ``out`` is a file, or already holds a run (finished or
+      stopped) and neither ``overwrite`` nor ``resume`` is given.
   """
   out = Path(out)
   if out.exists() and not out.is_dir():
     raise ValueError(f"out={str(out)!r} is a file, not a folder; choose a folder for the run.")
-  if (out / "curves.npz").exists() and not overwrite:
-    raise ValueError(f"{out} already holds a run; pass overwrite=True or choose another folder.")
-  out.mkdir(parents=True, exist_ok=True)
-  (out / "log.jsonl").unlink(missing_ok=True)
+  _finish_interrupted_swap(out)
+  held = [name for name in _RUN_MARKS if (out / name).exists()]
+  if held and not (overwrite or resume):
+    stopped = "curves.npz" not in held or (out / "checkpoints").exists()
+    raise ValueError(
+        f"{out} already holds a run{' that did not finish' if stopped else ''}; pass"
+        f" {'resume=True to continue it, ' if stopped else ''}overwrite=True"
+        " or choose another folder.")
+  work = work_folder(out, overwrite, resume)
+  if work != out and overwrite:
+    shutil.rmtree(work, ignore_errors=True)
+  work.mkdir(parents=True, exist_ok=True)
+  if not resume:
+    (work / "log.jsonl").unlink(missing_ok=True)
+  return work
+
+
+def _finish_interrupted_swap(out: Path) -> None:
+  """Completes a :func:`finish_out` cut short between its two renames."""
+  old = out.with_name(out.name + ".old")
+  partial = out.with_name(out.name + ".partial")
+  if old.is_dir() and not out.exists() and partial.is_dir():
+    os.replace(partial, out)
+  if old.is_dir() and out.exists():
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_out(work: str | os.PathLike, out: str | os.PathLike) -> Path:
+  """Puts the finished run in ``work`` in ``out``'s place (nothing to do when
+  they are the same folder): ``out`` is renamed ``<out>.old``, ``work``
+  ``out``, then ``<out>.old`` removed. Returns ``out``."""
+  work, out = Path(work), Path(out)
+  if work.resolve() == out.resolve():
+    return out
+  old = out.with_name(out.name + ".old")
+  shutil.rmtree(old, ignore_errors=True)
+  if out.exists():
+    os.replace(out, old)
+  os.replace(work, out)
+  shutil.rmtree(old, ignore_errors=True)
   return out
 
 
 def append_log(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
-  """One JSON line appended to ``out/log.jsonl``."""
-  with open(Path(out) / "log.jsonl", "a") as log:
-    log.write(json.dumps(dict(record)) + "\n")
+  """One JSON line added to ``out/log.jsonl`` (the file rewritten whole,
+  :func:`atomic_path`, so a killed run never leaves half a line)."""
+  path = Path(out) / "log.jsonl"
+  before = path.read_text() if path.exists() else ""
+  if before and not before.endswith("\n"):
+    before += "\n"
+  with atomic_path(path) as tmp:
+    tmp.write_text(before + json.dumps(dict(record)) + "\n")
 
 
 def save_result(result: Result, out: str | os.PathLike) -> Path:
@@ -254,6 +343,12 @@ _RUN_JSON_KEYS = ("benchmark", "num_tasks", "train", "optimizers", "seeds", "tas
                   "task1_test_size")
 #: The curves every variant must have for the metrics, the table and the figure.
 _REQUIRED_CURVES = ("task1_acc", "task1_loss", "task_acc", "gain")
+
+
+def read_json_record(path: str | os.PathLike) -> dict[str, Any]:
+  """A run's ``run.json``, checked for what the report needs (ValueError
+  naming the file and what is wrong)."""
+  return _read_run_json(Path(path))
 
 
 def _read_run_json(path: Path) -> dict[str, Any]:
@@ -412,16 +507,25 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
       failed, meta.get("num_classes"), run_test_sizes(meta),
       reasons={label: failure_reasons(c, meta.get("num_classes"), run_test_sizes(meta))
                for label, c in curves.items()}))
+  chunked = {label: t for label, t in meta.get("timings", {}).items() if t.get("chunks", 1) > 1}
+  if chunked:
+    notes.append("Seeds that did not fit one device's memory ran in chunks: " + "; ".join(
+        f"{label} in {t['chunks']} chunks of {t['runs_per_chunk']} seeds"
+        for label, t in chunked.items()) + ".")
+  mesh = meta.get("mesh")
+  if mesh and (mesh.get("devices", 1) > 1 or mesh.get("processes", 1) > 1):
+    notes.append(f"Seeds sharded over {mesh['devices']} {mesh['device_kind']} devices in"
+                 f" {mesh['processes']} process(es).")
   num_seeds = result.num_seeds
-  header = (f"# {meta['benchmark']}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
+  name = meta.get("benchmark_label") or meta["benchmark"]
+  header = (f"# {name}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
             + "\n".join(notes) + "\n\n")
   without_failed = metrics_of_kept_seeds(curves, failed, iterations, k, i)
-  tmp = out / "table.md.tmp"
-  tmp.write_text(header + metrics_table(metrics, num_seeds, failed, without_failed))
-  os.replace(tmp, out / "table.md")
+  with atomic_path(out / "table.md") as tmp:
+    tmp.write_text(header + metrics_table(metrics, num_seeds, failed, without_failed))
   plots.plot_stability_gap(
       curves, iterations, k, i,
-      title=f"{meta['benchmark']} ({num_seeds} seeds, mean ± s.e.)",
+      title=f"{name} ({num_seeds} seeds, mean ± s.e.)",
       path=out / "figure.png",
       failed=failed,
   )

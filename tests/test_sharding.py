@@ -129,3 +129,21 @@ def test_runs_that_do_not_fit_are_split_into_chunks():
   assert t_whole["device_bytes"] > t_chunked["device_bytes"] > 1
   for name, value in whole.items():
     np.testing.assert_allclose(chunked[name], value, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_the_table_says_when_seeds_ran_in_chunks_or_sharded(tmp_path):
+  from ngm_jax.results import Result, write_report  # pylint: disable=g-import-not-at-top
+  from tests.fake_runs import fake_curves, old_meta  # pylint: disable=g-import-not-at-top
+  meta = old_meta()
+  meta["timings"] = {label: {"compile_s": 1.0, "run_s": 1.0, "chunks": 3, "runs_per_chunk": 2}
+                     for label in meta["optimizers"][:1]}
+  meta["mesh"] = {"axis": "runs", "devices": 4, "device_kind": "cpu", "platform": "cpu",
+                  "processes": 2}
+  meta.update(benchmark_label="fashion_mnist", task1_test_size=12, num_classes=10)
+  one, iterations = fake_curves()
+  curves = {label: one for label in meta["optimizers"]}
+  write_report(Result(curves, iterations, meta), tmp_path)
+  table = (tmp_path / "table.md").read_text()
+  assert table.startswith("# fashion_mnist:")
+  assert f"{meta['optimizers'][0]} in 3 chunks of 2 seeds" in table
+  assert "sharded over 4 cpu devices in 2 process(es)" in table
