@@ -33,6 +33,10 @@ the official archives). :class:`ImageDataset`, :class:`DataUnavailableError` and
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -83,11 +87,86 @@ DATA_DIR_ENV = "NGM_JAX_DATA_DIR"
 
 def _how_to_provide(name: str, files: str) -> str:
   return (
-      f"To provide {name}, either (1) install the optional extra with"
-      " `pip install 'ngm-jax[tfds]'` and let tensorflow-datasets download it"
+      f"To provide {name}, either (1) with the optional extra installed"
+      " (`pip install 'ngm-jax[tfds]'`) let tensorflow-datasets download it"
       f" (needs internet), or (2) put {files} in a folder and pass"
       f" `--data-dir DIR` (or set {DATA_DIR_ENV}=DIR)."
   )
+
+
+#: Seconds allowed to reach a download host before tensorflow-datasets is asked
+#: to download (offline, tfds itself retries for ~3.5 minutes: 10 retries with
+#: exponential backoff, 0.2 s x 2**n).
+TFDS_CONNECT_TIMEOUT_S = 5.0
+
+
+def _download_endpoints(urls) -> list[tuple[str, int]]:
+  """The ``(host, port)`` a download of ``urls`` connects to first: the proxy
+  configured for the URL's scheme (``HTTPS_PROXY``, ...) unless the host is
+  exempt (``NO_PROXY``), else the URL's own host."""
+  proxies = urllib.request.getproxies()
+  endpoints = []
+  for url in urls:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+      continue
+    target = parts
+    proxy = proxies.get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+      target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    default_port = 443 if target.scheme == "https" else 80
+    endpoint = (target.hostname, target.port or default_port)
+    if target.hostname and endpoint not in endpoints:
+      endpoints.append(endpoint)
+  return endpoints
+
+
+def _unreachable(host: str, port: int, timeout: float) -> str | None:
+  """None if a TCP connection to ``host:port`` opens within ``timeout``
+  seconds (name lookup included), else why not."""
+  outcome: list[str | None] = []
+
+  def connect():
+    try:
+      with socket.create_connection((host, port), timeout=timeout):
+        outcome.append(None)
+    except OSError as e:
+      outcome.append(f"{type(e).__name__}: {e}")
+
+  # The name lookup has no timeout of its own: wait for the thread instead.
+  thread = threading.Thread(target=connect, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+def check_download_reachable(name: str, urls, timeout: float = TFDS_CONNECT_TIMEOUT_S
+                             ) -> None:
+  """Raises DataUnavailableError, naming the host, when a host (or proxy)
+  that ``urls`` are downloaded from does not answer within ``timeout``
+  seconds; returns if all do, or there are no URLs."""
+  reasons = []
+  for host, port in _download_endpoints(urls):
+    reason = _unreachable(host, port, timeout)
+    if reason is not None:
+      reasons.append(f"{host}:{port} ({reason})")
+  if reasons:
+    raise DataUnavailableError(
+        f"tensorflow-datasets would download {name!r}, but its download host"
+        f" cannot be reached: {'; '.join(reasons)}. No network here? (Tried for at"
+        f" most {timeout:g} s; tensorflow-datasets itself would retry for ~3.5 min.)"
+    )
+
+
+def _urls_to_download(tfds, name: str, tfds_data_dir: str | None) -> list[str]:
+  """The URLs tfds will download ``name`` from: none if it is prepared in
+  ``tfds_data_dir``, else those of its builder's checksums. Also none if the
+  builder cannot say (then ``tfds.load`` reports whatever is wrong)."""
+  try:
+    builder = tfds.builder(name, data_dir=tfds_data_dir)
+    return [] if builder.is_prepared() else list(builder.url_infos or ())
+  except Exception:  # pylint: disable=broad-except
+    return []
 
 
 def load_tfds(
@@ -96,8 +175,15 @@ def load_tfds(
     *,
     coarse_label: str | None = None,
     with_names: bool = False,
+    connect_timeout: float = TFDS_CONNECT_TIMEOUT_S,
 ) -> ImageDataset:
   """Loads ``name`` (e.g. ``"mnist"``) with tensorflow-datasets, all in memory.
+
+  A dataset already prepared in ``tfds_data_dir`` is read without network.
+  Otherwise tfds must download it: the download host (its URLs from the
+  builder's checksums) is tried first with a ``connect_timeout``, so that
+  offline this fails within seconds instead of after tfds's ~3.5 minutes
+  of retries.
 
   Args:
     name: the tfds dataset name (``"mnist"``, ``"cifar10"``, ``"cifar100"``).
@@ -108,9 +194,11 @@ def load_tfds(
       pairs, and the dataset's ``*_coarse_labels`` are set.
     with_names: also read the label names from the builder's info
       (``class_names``, and ``coarse_class_names`` with ``coarse_label``).
+    connect_timeout: seconds allowed to reach the download host.
 
   Raises:
-    DataUnavailableError: tensorflow-datasets is missing or failed to load.
+    DataUnavailableError: tensorflow-datasets (or a module it needs) is
+      missing, the download host cannot be reached, or loading failed.
   """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -127,9 +215,23 @@ def load_tfds(
   if with_names:
     kwargs["with_info"] = True
   try:
+    check_download_reachable(name, _urls_to_download(tfds, name, tfds_data_dir),
+                             connect_timeout)
     loaded = tfds.load(name, **kwargs)
     splits, info = loaded if with_names else (loaded, None)
     train, test = tfds.as_numpy(splits)
+  except DataUnavailableError:
+    raise
+  except ImportError as e:  # tfds is there, a module it imports lazily is not
+    module = getattr(e, "name", None) or str(e)
+    version = getattr(tfds, "__version__", None)
+    raise DataUnavailableError(
+        f"tensorflow-datasets{' ' + version if version else ''} is installed but"
+        f" cannot load {name!r}: the module {module!r} it needs is missing"
+        f" ({type(e).__name__}: {e}). Install the package that provides it"
+        f" (usually `pip install {module}`); this version's extra, `pip install -e"
+        " '.[tfds]'`, includes what tensorflow-datasets 4.9.10 needs."
+    ) from e
   except Exception as e:  # download or preparation failed: say so, keep cause
     raise DataUnavailableError(
         f"tensorflow-datasets could not load {name!r}: {type(e).__name__}: {e}"
