@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from experiments import configs
-from ngm_jax import benchmarks, checks
+from ngm_jax import benchmarks, checks, provenance
 from ngm_jax.transforms import INTERPOLATIONS
 from ngm_jax.streams import TaskStream, subsample_test
 from ngm_jax.train import TrainConfig
 
 __all__ = ["TRAIN_FLAGS", "BENCHMARK_FLAGS", "Experiment", "add_experiment_flags",
            "load_experiment", "train_config_from", "flag_type", "count_type", "check_out",
-           "as_flags"]
+           "as_flags", "name_type"]
 
 def flag_type(field: str, flag: str | None = None) -> Callable[[str], Any]:
   """An argparse ``type`` for hyperparameter ``field`` (:data:`ngm_jax.checks.RULES`):
@@ -72,6 +72,17 @@ def count_type(what: str, minimum: int = 1) -> Callable[[str], int]:
   return parse
 
 
+def name_type(text: str) -> str:
+  """An argparse ``type`` for ``--name``: a title for the run's table and
+  figure, one line of printable text."""
+  name = text.strip()
+  if not name or not name.isprintable():
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not allowed: must be a non-empty name on one line of printable"
+        " characters (the run's title in run.json, table and figure).")
+  return name
+
+
 # CLI flag → TrainConfig field: each value's argparse type, which checks it.
 TRAIN_FLAGS = {field: flag_type(field) for field in (
     "iterations_per_task", "batch_size", "learning_rate", "gamma", "g0", "eta", "const_gain",
@@ -102,6 +113,10 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
   parser.add_argument("--data-dir", default=None,
                       help="folder with the dataset's standard files (offline); default"
                            " $NGM_JAX_DATA_DIR, else tensorflow-datasets")
+  parser.add_argument("--name", type=name_type, default=None,
+                      help="what the data are, for the run's title (run.json's"
+                           " benchmark_label), e.g. 'Split Fashion-MNIST' for a Fashion-MNIST"
+                           " IDX folder given as --data-dir; default: the benchmark's name")
   parser.add_argument("--seeds", type=count_type("seeds 0..N-1"), default=None,
                       help="number of seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--test-subset", type=count_type("test images kept per task"),
@@ -217,6 +232,19 @@ def load_experiment(args: argparse.Namespace) -> Experiment:
     stream = subsample_test(stream, subset)
   meta = {"benchmark_options": options, "test_subset_per_task": subset,
           "test_subset_seed": 0 if subset else None,
-          "test_sizes_full": full_sizes if subset else None}
+          "test_sizes_full": full_sizes if subset else None,
+          # --name, else the benchmark's: what the run's table and figure are titled.
+          "benchmark_label": getattr(args, "name", None) or config.benchmark,
+          **provenance_meta(config.benchmark, data_dir)}
   return Experiment(config, train, stream, record.augment if augment else None, num_seeds,
                     meta)
+
+
+def provenance_meta(benchmark: str, data_dir: str | os.PathLike | None) -> dict[str, Any]:
+  """What ``run.json`` records of where a run came from (:mod:`ngm_jax.provenance`):
+  ``versions`` (jax, jaxlib, optax, flax, numpy, orbax-checkpoint if installed),
+  ``git`` (``{"commit", "dirty"}`` of the checkout the code runs from, else None)
+  and ``data`` (the data files' SHA-256 and, for MNIST, whether they are the
+  official files; or the tensorflow-datasets and dataset versions)."""
+  return {"versions": provenance.versions(), "git": provenance.git_revision(),
+          "data": provenance.data_provenance(benchmark, data_dir)}
