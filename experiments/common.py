@@ -116,7 +116,8 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
   parser.add_argument("--name", type=name_type, default=None,
                       help="what the data are, for the run's title (run.json's"
                            " benchmark_label), e.g. 'Split Fashion-MNIST' for a Fashion-MNIST"
-                           " IDX folder given as --data-dir; default: the benchmark's name")
+                           " IDX folder given as --data-dir; default: the benchmark's name"
+                           " (benchmark_label null)")
   parser.add_argument("--seeds", type=count_type("seeds 0..N-1"), default=None,
                       help="number of seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--test-subset", type=count_type("test images kept per task"),
@@ -233,8 +234,9 @@ def load_experiment(args: argparse.Namespace) -> Experiment:
   meta = {"benchmark_options": options, "test_subset_per_task": subset,
           "test_subset_seed": 0 if subset else None,
           "test_sizes_full": full_sizes if subset else None,
-          # --name, else the benchmark's: what the run's table and figure are titled.
-          "benchmark_label": getattr(args, "name", None) or config.benchmark,
+          # --name: the run's title in table and figure (None: the meta's "benchmark",
+          # which a command may set itself, e.g. replay's "split_mnist with replay ...").
+          "benchmark_label": getattr(args, "name", None),
           **provenance_meta(config.benchmark, data_dir)}
   return Experiment(config, train, stream, record.augment if augment else None, num_seeds,
                     meta)

@@ -186,7 +186,7 @@ def test_name_and_provenance_in_the_experiment_meta(tmp_path):
   assert meta["git"] == provenance.git_revision()
   unnamed = common.load_experiment(_parse(["--benchmark", "split_mnist",
                                            "--data-dir", str(folder)])).meta
-  assert unnamed["benchmark_label"] == "split_mnist"
+  assert unnamed["benchmark_label"] is None  # titled by meta["benchmark"]
 
 
 @pytest.mark.parametrize("name", ["", "   ", "two\nlines"])
