@@ -59,7 +59,7 @@ from ngm_jax import benchmarks, results
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.results import report
 from ngm_jax.runner import run_benchmark
-from ngm_jax.failures import failed_seeds_note, failed_seeds_of_run
+from ngm_jax.failures import failed_seeds_note, failed_seeds_of_run, run_test_sizes
 from ngm_jax.gain_analysis import TimeAveragedGain, gain_schedule, time_averaged_gain
 from ngm_jax.plots import COLOURS
 from ngm_jax.plots_ablation import plot_ablation
@@ -348,7 +348,7 @@ def _write_ablation_outputs(out: Path, meta: dict[str, Any], metrics, curves, it
     notes.append(f"{', '.join(resets)} reset the optimizer state at every task boundary: the"
                  " only place task identity is used (an oracle).")
   if any(bad.any() for bad in failed.values()):
-    notes.append(failed_seeds_note(failed, meta.get("num_classes"))
+    notes.append(failed_seeds_note(failed, meta.get("num_classes"), run_test_sizes(meta))
                  + " Paired differences leave out seeds where either variant failed.")
   reused = [l for l, src in meta["sources"].items() if src.startswith("reused")]
   if reused:
