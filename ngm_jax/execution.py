@@ -11,14 +11,18 @@ function (``parts.data``), never a constant inside it.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
-from ngm_jax.train import TrainParts, _scanned
+from ngm_jax.checkpoint import keys_as_data, keys_from_data
+from ngm_jax.train import TrainParts, _assemble, _scanned
 
-__all__ = ["LOOPS", "SEED_AXES", "default_execution", "resolve_execution", "train_seeds"]
+__all__ = ["LOOPS", "SEED_AXES", "default_execution", "resolve_execution", "train_seeds",
+           "Segments", "SegmentDone", "Stopped", "host_carry_shape"]
 
 
 def default_execution(platform_name: str, convolutional: bool) -> tuple[str, str]:
@@ -67,6 +71,7 @@ def train_seeds(
     hyperparams: Mapping[str, Any] | None = None,
     mesh: Any = None,
     memory_budget: int | None = None,
+    segments: "Segments | None" = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
 
@@ -96,7 +101,17 @@ def train_seeds(
       If the program for every seed would need more than ``memory_budget``
       bytes per device (default 80 % of the device's memory; from XLA's
       memory analysis of the compiled program), the seeds run in chunks,
-      halved until they fit; the timings say how many.
+      halved until they fit; the timings say how many. This run (with a
+      mesh, ``loop="scan"``, ``seed_axis="vmap"``) is cut into segments
+      between which it can be checkpointed, stopped and resumed
+      (:class:`Segments`); its curves are bit for bit the single program's.
+    segments: for the run on a mesh, :class:`Segments`. The other drivers
+      call only its ``on_segment`` (after every per-task evaluation of
+      ``loop="chunked"``, after each seed or the whole program of
+      ``loop="scan"``), with ``state=None``: they stop, but cannot resume.
+
+  Raises:
+    Stopped: ``segments.on_segment`` asked to stop.
 
   Returns:
     ``(curves, timings)``: the curves of :func:`make_train` with a leading
@@ -115,7 +130,7 @@ def train_seeds(
       raise ValueError(f"hyperparams[{name!r}] has shape {np.shape(value)}; its leading"
                        f" axis must be the {num_seeds} seeds.")
   if mesh is not None and (loop, seed_axis) == ("scan", "vmap"):
-    return _sharded_scan(parts, keys, mesh, progress, hyperparams, memory_budget)
+    return _sharded_scan(parts, keys, mesh, progress, hyperparams, memory_budget, segments)
   if mesh is not None and (mesh.size > 1 or jax.process_count() > 1):
     raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on a mesh of {mesh.size}"
                      " devices: only loop='scan', seed_axis='vmap' runs sharded.")
@@ -134,10 +149,21 @@ def train_seeds(
   else:
     batches = [(keys, hyperparams)]
   done_before = [0]  # iterations of the seeds already finished (sequential seeds)
+  on_segment = segments.on_segment if segments is not None else None
+  total_blocks = parts.num_intervals // parts.intervals_per_task_eval
+  blocks_done = [0]
 
   def report(step):
     if progress is not None:
       progress(done_before[0] + int(np.max(step)))
+
+  def check_stop(step):
+    """``on_segment`` (no resumable state: these drivers restart a variant)."""
+    blocks_done[0] += 1 if loop == "chunked" else total_blocks
+    if on_segment is not None and on_segment(SegmentDone(
+        min(blocks_done[0], total_blocks), total_blocks, int(np.max(step)),
+        time.perf_counter() - t1, None)):
+      raise Stopped(blocks_done[0], total_blocks, int(np.max(step)))
 
   t0 = time.perf_counter()
   if loop == "scan":
@@ -149,6 +175,7 @@ def train_seeds(
     for b in batches:
       outputs.append(jax.device_get(jax.block_until_ready(compiled(data, *b))))
       done_before[0] += outputs[-1]["gain"].shape[-1]
+      check_stop(outputs[-1]["gain"].shape[-1])
   else:
     init = jax.jit(over_seeds(lambda d, k, h: parts.init(k, d, h))
                    ).lower(data, *batches[0]).compile()
@@ -168,6 +195,7 @@ def train_seeds(
         if i % parts.intervals_per_task_eval == 0:
           per_task.append(task_eval(data, state))
           report(jax.device_get(state.step))
+          check_stop(jax.device_get(state.step))
       axis = 0 if seed_axis == "sequential" else 1  # the interval axis
       stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis),
                                            *jax.device_get(records))
@@ -196,52 +224,293 @@ def program_bytes(compiled: Any) -> int | None:
              + analysis.temp_size_in_bytes)
 
 
+class Segments(NamedTuple):
+  """How the sharded scanned run (:func:`train_seeds` with a ``mesh``) is cut
+  into segments, and what happens between two of them.
+
+  The run is compiled once as a program that takes the training carry (every
+  seed's :class:`ngm_jax.train.TrainState`, PRNG keys as key data) and runs
+  ``blocks`` per-task-eval blocks (``task_eval_every`` iterations each: a
+  ``lax.scan`` over the blocks of :func:`ngm_jax.train._scanned`), returning
+  the new carry and the blocks' records. Python calls it again and again, one
+  call in flight while the previous one's records are read, so the device is
+  not left waiting; between two calls the run may be saved (a checkpoint) or
+  stopped. The curves are bit for bit those of the single scanned program
+  (tests/test_resume.py). A scan whose length is a traced value (one program
+  for any number of blocks) was tried and is not: XLA:CPU then reduces the
+  test losses in another order.
+
+  Attributes:
+    blocks: per-task-eval blocks per call (must divide ``blocks_per_task``);
+      how soon a stop request is acted on (after at most two calls).
+    blocks_per_task: blocks in one task (a segment never crosses a task
+      boundary; None: the whole run counts as one task).
+    resume: ``(carry, records, blocks_done)`` on the host, as
+      :attr:`SegmentDone.state` gives them, to continue from (None: start).
+    on_segment: called after every segment with a :class:`SegmentDone`;
+      returning True stops the run (:class:`Stopped` is raised).
+  """
+
+  blocks: int = 1
+  blocks_per_task: int | None = None
+  resume: Any = None
+  on_segment: Callable[["SegmentDone"], bool] | None = None
+
+
+class SegmentDone(NamedTuple):
+  """Where a run stands after a segment.
+
+  Attributes:
+    blocks_done, total_blocks: per-task-eval blocks run so far, and in all.
+    iterations_done: optimizer steps taken by each seed so far.
+    run_s: seconds since the first segment started (compilation excluded).
+    state: ``() -> (carry, records, blocks_done)``: waits for the segment in
+      flight, then brings to the host the carry (TrainState of NumPy arrays
+      ``[S, ...]``, PRNG keys as key data), every record so far
+      (``(steps, task1, per_task)``, each ``[S, blocks_done, ...]``) and the
+      blocks they cover (``blocks_done`` or one segment more). None for the
+      drivers that cannot resume.
+  """
+
+  blocks_done: int
+  total_blocks: int
+  iterations_done: int
+  run_s: float
+  state: Callable[[], tuple[Any, Any, int]] | None
+
+
+class Stopped(Exception):
+  """A run stopped because ``on_segment`` asked it to."""
+
+  def __init__(self, blocks_done: int, total_blocks: int, iterations_done: int):
+    super().__init__(f"stopped after {iterations_done} iterations ({blocks_done} of"
+                     f" {total_blocks} blocks)")
+    self.blocks_done = blocks_done
+    self.total_blocks = total_blocks
+    self.iterations_done = iterations_done
+
+
+def _shared_leaves(parts: TrainParts, data: Any, runs: Any) -> list[bool]:
+  """Which leaves of the carry (flattened) are the same for every run inside
+  the scanned loop: ``vmap`` leaves them unbatched (Adam's step count, the
+  iteration), as it does in the single program, where they never leave it.
+
+  A leaf is shared if the vmapped ``init`` gives it unbatched, and one
+  scanned step of the vmapped loop, started from those unbatched, keeps it
+  so (the scan's own fixed point); found with ``out_axes=None`` trials on
+  shapes only (nothing is compiled or computed).
+  """
+  def init(key_data, hyperparams):
+    return keys_as_data(parts.init(jax.random.wrap_key_data(key_data), data, hyperparams))
+
+  def one_step(carry):
+    like = jax.eval_shape(lambda h: parts.init(jax.random.key(0), data, h), carry.hyperparams)
+    state, _ = jax.lax.scan(lambda s, _: parts.step(s, data), keys_from_data(carry, like),
+                            None, length=1)
+    return keys_as_data(state)
+
+  args = (runs["key_data"], runs["hyperparams"])
+  batched = jax.eval_shape(jax.vmap(init), *args)
+  treedef = jax.tree.structure(batched)
+  count = treedef.num_leaves
+  axes = lambda shared: jax.tree.unflatten(treedef, [None if s else 0 for s in shared])
+  only = lambda i: [j == i for j in range(count)]
+
+  def unbatched(fn, i, *fn_args, in_axes=0):
+    try:
+      jax.eval_shape(jax.vmap(fn, in_axes=in_axes, out_axes=axes(only(i))), *fn_args)
+      return True
+    except ValueError:  # "vmap has mapped output but out_axes is None"
+      return False
+
+  shared = [unbatched(init, i, *args) for i in range(count)]
+  if not any(shared):
+    return shared
+  carry = jax.tree.unflatten(treedef, [
+      jax.ShapeDtypeStruct(leaf.shape[1:] if s else leaf.shape, leaf.dtype)
+      for leaf, s in zip(jax.tree.leaves(batched), shared)])
+  return [s and unbatched(one_step, i, carry, in_axes=(axes(shared),))
+          for i, s in enumerate(shared)]
+
+
+def _segment_programs(parts: TrainParts, blocks: int, shared: list[bool] | None = None):
+  """``init(data, runs) -> carry`` and ``segment(data, carry) -> (carry,
+  records)`` (``blocks`` blocks) for every run (vmapped); the carry holds PRNG
+  keys as key data, every leaf with a leading run axis. The ``shared`` leaves
+  (:func:`_shared_leaves`) enter the vmapped loop unbatched (their first row),
+  as in the single program."""
+  ipte = parts.intervals_per_task_eval
+
+  def block(state, data):  # one block of train._scanned, unchanged
+    state, (steps, task1) = jax.lax.scan(
+        lambda s, _: parts.eval_interval(s, data), state, None, length=ipte)
+    return state, (steps, task1, parts.task_eval(state, data))
+
+  def init(data, runs):
+    def one(key_data, hyperparams):
+      return keys_as_data(parts.init(jax.random.wrap_key_data(key_data), data, hyperparams))
+
+    return jax.vmap(one)(runs["key_data"], runs["hyperparams"])
+
+  def segment(data, carry):
+    def one(carry):
+      # Which leaves are PRNG keys: those of a fresh state (shapes only).
+      like = jax.eval_shape(lambda h: parts.init(jax.random.key(0), data, h), carry.hyperparams)
+      state, records = jax.lax.scan(lambda s, _: block(s, data), keys_from_data(carry, like),
+                                    None, length=blocks)
+      return keys_as_data(state), records
+
+    leaves, treedef = jax.tree.flatten(carry)
+    flags = shared or [False] * len(leaves)
+    inputs = jax.tree.unflatten(treedef, [leaf[0] if s else leaf
+                                          for leaf, s in zip(leaves, flags)])
+    in_axes = jax.tree.unflatten(treedef, [None if s else 0 for s in flags])
+    return jax.vmap(one, in_axes=(in_axes,))(inputs)  # shared leaves broadcast back on output
+
+  return init, segment
+
+
+def host_carry_shape(parts: TrainParts, keys: jax.Array,
+                     hyperparams: Mapping[str, Any] | None = None) -> Any:
+  """The carry of a segmented run for ``keys`` ``[S]`` as ShapeDtypeStructs
+  (PRNG keys as key data): what a checkpoint holds and :class:`Segments`'s
+  ``resume`` takes."""
+  init, _ = _segment_programs(parts, 1)
+  runs = {"key_data": jax.random.key_data(keys),
+          "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
+  return jax.eval_shape(init, parts.data, runs)
+
+
 def _sharded_scan(parts: TrainParts, keys: jax.Array, mesh: Any,
                   progress: Callable[[int], None] | None,
                   hyperparams: Mapping[str, Any] | None,
-                  memory_budget: int | None = None):
+                  memory_budget: int | None = None,
+                  segments: Segments | None = None):
   """:func:`train_seeds` with the seeds split over ``mesh``'s devices, in as
   few chunks as fit ``memory_budget`` bytes per device (default: 80 % of the
-  first device's memory, :func:`ngm_jax.memory.device_memory_bytes`)."""
+  first device's memory, :func:`ngm_jax.memory.device_memory_bytes`), run in
+  segments (:class:`Segments`)."""
   from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
   from ngm_jax.memory import device_memory_bytes  # pylint: disable=g-import-not-at-top
 
+  segments = segments or Segments()
   per_run = {"key_data": np.asarray(jax.random.key_data(keys)),
              "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
   num_runs = len(keys)
   data = sharding.replicate(jax.device_get(parts.data), mesh)
-  report = None
-  if progress is not None and jax.process_index() == 0:
-    report = lambda step: progress(int(np.max(step)))
-  train = _scanned(parts, report)
+  total = parts.num_intervals // parts.intervals_per_task_eval
+  per_task = segments.blocks_per_task or total
+  n = segments.blocks
+  if per_task < 1 or total % per_task or n < 1 or per_task % n:
+    raise ValueError(f"Segments(blocks={n}, blocks_per_task={per_task}): blocks must divide"
+                     f" blocks_per_task, which must divide the run's {total} blocks.")
   if memory_budget is None:
     memory_budget = int(0.8 * device_memory_bytes(mesh.devices.flat[0])[0])
+  shared = _shared_leaves(parts, parts.data, per_run)
+  init_fn, segment_fn = _segment_programs(parts, n, shared)
+  runs_sharding = NamedSharding(mesh, PartitionSpec(sharding.RUNS))
 
-  def program(data, runs):
-    keys = jax.random.wrap_key_data(runs["key_data"])
-    return jax.vmap(lambda k, h: train(k, data, h))(keys, runs["hyperparams"])
+  def runs_of(start, count, padded_size):
+    chunk = jax.tree.map(lambda a: a[start:start + count], per_run)
+    padded, _ = sharding.pad_runs(chunk, padded_size)
+    return sharding.shard_runs(padded, mesh)
 
   def compile_for(size):
-    chunk, _ = sharding.pad_runs(jax.tree.map(lambda a: a[:size], per_run), mesh.size)
-    return jax.jit(program).lower(data, sharding.shard_runs(chunk, mesh)).compile()
+    size = -(-size // mesh.size) * mesh.size
+    runs = runs_of(0, size, size)
+    init = jax.jit(init_fn, out_shardings=runs_sharding).lower(data, runs).compile()
+    carry = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=runs_sharding),
+                         jax.eval_shape(init_fn, data, runs))
+    segment = jax.jit(segment_fn, donate_argnums=1, out_shardings=runs_sharding
+                      ).lower(data, carry).compile()
+    return size, init, segment
 
   # Chunk size: all runs if they fit, else halved (a multiple of the device
-  # count) until the compiled program's memory analysis fits the budget.
+  # count) until the compiled segment's memory analysis fits the budget.
   t0 = time.perf_counter()
-  size = num_runs
-  compiled = compile_for(size)
-  while (program_bytes(compiled) or 0) > memory_budget and size > mesh.size:
-    size = max(mesh.size, -(-size // 2 // mesh.size) * mesh.size)
-    compiled = compile_for(size)
+  size, init, segment = compile_for(num_runs)
+  while (program_bytes(segment) or 0) > memory_budget and size > mesh.size:
+    size, init, segment = compile_for(max(mesh.size, -(-size // 2 // mesh.size) * mesh.size))
   t1 = time.perf_counter()
-  outputs = []
-  for start in range(0, num_runs, size):
-    chunk = jax.tree.map(lambda a, start=start: a[start:start + size], per_run)
-    count = len(chunk["key_data"])
-    padded, _ = sharding.pad_runs(chunk, size)  # the last chunk is padded to the compiled size
-    out = sharding.gather(jax.block_until_ready(compiled(data, sharding.shard_runs(padded, mesh))))
-    outputs.append(sharding.unpad_runs(out, count))
-  curves = jax.tree.map(lambda *a: np.concatenate(a), *outputs)
-  chunks = len(outputs)
-  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1, "chunks": chunks,
-                  "runs_per_chunk": size, "device_bytes": program_bytes(compiled)}
+  starts = list(range(0, num_runs, size))
+  counts = [min(size, num_runs - s) for s in starts]
+  one_chunk = len(starts) == 1
+
+  def to_device(host_carry):
+    padded, _ = sharding.pad_runs(host_carry, size)
+    return sharding.shard_runs(padded, mesh)
+
+  # Each chunk's carry: on the device for one chunk, else on the host between
+  # segments (one chunk's program on the device at a time).
+  if segments.resume is not None:
+    host, old_records, blocks_done = segments.resume
+    records = [old_records] if old_records is not None and blocks_done else []
+    carries = [jax.tree.map(lambda a, s=s, c=c: np.asarray(a)[s:s + c], host)
+               for s, c in zip(starts, counts)]
+    if one_chunk:
+      carries = [to_device(carries[0])]
+  else:
+    records, blocks_done = [], 0
+    carries = [init(data, runs_of(s, c, size)) for s, c in zip(starts, counts)]
+    if not one_chunk:
+      carries = [sharding.unpad_runs(sharding.gather(c), k) for c, k in zip(carries, counts)]
+  if blocks_done % n:
+    raise ValueError(f"resume at block {blocks_done}: not a multiple of Segments.blocks={n}.")
+
+  in_flight = []  # device records of the segments dispatched, oldest first
+  dispatched = blocks_done
+  calls = 0
+
+  def dispatch():
+    nonlocal dispatched, calls
+    outs = []
+    for c, count in enumerate(counts):
+      carry, out = segment(data, carries[c] if one_chunk else to_device(carries[c]))
+      carries[c] = carry if one_chunk else sharding.unpad_runs(sharding.gather(carry), count)
+      outs.append(out)
+    in_flight.append(outs)
+    dispatched += n
+    calls += 1
+
+  def collect():
+    nonlocal blocks_done
+    outs = in_flight.pop(0)
+    records.append(jax.tree.map(lambda *a: np.concatenate(a), *[
+        sharding.unpad_runs(sharding.gather(out), count) for out, count in zip(outs, counts)]))
+    blocks_done += n
+
+  def host_carry():
+    if one_chunk:
+      return sharding.unpad_runs(sharding.gather(carries[0]), counts[0])
+    return jax.tree.map(lambda *a: np.concatenate(a), *carries)
+
+  def all_records():
+    return jax.tree.map(lambda *a: np.concatenate(a, axis=1), *records)
+
+  def state():
+    while in_flight:
+      collect()
+    return host_carry(), all_records(), blocks_done
+
+  report = progress if jax.process_index() == 0 else None
+  reported = blocks_done
+  while blocks_done < total:
+    # Two calls in flight (one chunk): the next runs while this one's records
+    # are read. Host carries (several chunks) run one call at a time.
+    while dispatched < total and len(in_flight) < (2 if one_chunk else 1):
+      dispatch()
+    collect()
+    # Once per segment collected (a checkpoint's state() collects the one in
+    # flight too, which is then reported in turn).
+    while reported < blocks_done:
+      reported = blocks_done
+      done = blocks_done * int(np.prod(records[-1][0]["gain"].shape[2:]) // n)
+      if report is not None:
+        report(done)
+      if segments.on_segment is not None and segments.on_segment(SegmentDone(
+          blocks_done, total, done, time.perf_counter() - t1, state)):
+        raise Stopped(blocks_done, total, done)
+  curves = {**_assemble(*all_records()), "diverged_at": np.asarray(host_carry().diverged_at)}
+  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1,
+                  "chunks": len(starts), "runs_per_chunk": size,
+                  "device_bytes": program_bytes(segment), "segments": calls}

@@ -46,14 +46,18 @@ def new_figure(**kwargs) -> Figure:
 
 def finish(fig: Figure, path: str | os.PathLike | None, tight: bool = True):
   """Saves ``fig`` to ``path`` (PNG at 150 dpi, cropped to everything drawn,
-  so no title or label is clipped) and returns None; without a path, returns
+  so no title or label is clipped; written under a temporary name and
+  renamed) and returns None; without a path, returns
   ``fig``. ``tight``: apply :meth:`~matplotlib.figure.Figure.tight_layout`
   first (leave False for a figure made with a layout engine)."""
   if tight:
     fig.tight_layout()
   if path is None:
     return fig
-  fig.savefig(path, dpi=150, bbox_inches="tight")
+  from ngm_jax.results import atomic_path  # pylint: disable=g-import-not-at-top
+  # A temporary name, then a rename: a stopped run never leaves half a figure.
+  with atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
   return None
 
 

@@ -64,6 +64,12 @@ def command_line() -> str:
   return shlex.join(getattr(sys, "orig_argv", sys.argv))
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
   """A temporary file beside ``path`` (same folder, same suffix) to write to;
@@ -83,6 +89,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
     os.replace(tmp, path)
   except BaseException:
     tmp.unlink(missing_ok=True)
