@@ -9,6 +9,13 @@ optimizer on every seed (per optimizer, the seeds are one compiled program),
 saving the curves after each optimizer, then writes the metrics, the table
 and the figure; ``report`` re-makes those from the saved curves.
 
+While it trains, the training carry is checkpointed in ``OUT/checkpoints/``
+(every task boundary, at most every ``--checkpoint-every-s`` seconds). Ctrl-C
+(SIGINT) or SIGTERM stops it within seconds with a checkpoint, prints the
+command that continues it (the same arguments and ``--resume``) and exits
+with 130 or 143; a killed run continues from its last checkpoint the same
+way, with curves bit for bit those of an uninterrupted run.
+
 An ``--optimizers`` entry is a built-in name or ``package.module:factory``:
 the factory is imported and called (with ``learning_rate=`` the config's
 learning rate if it takes that argument) and must return an optax
@@ -20,10 +27,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
+import shlex
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from experiments import common, configs, distributed
+from ngm_jax.checkpoint import RunStopped
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.execution import LOOPS, SEED_AXES
 from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
@@ -100,6 +111,29 @@ def resolve_optimizers(entries: Sequence[str], learning_rate: float) -> dict[str
   return {e: (load_factory(e, learning_rate) if ":" in e else e) for e in entries}
 
 
+def _seconds(text: str) -> float:
+  """``--checkpoint-every-s``: a number of seconds >= 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = math.nan
+  if not math.isfinite(value) or value < 0:
+    raise argparse.ArgumentTypeError(
+        f"{text} is not allowed: must be a number of seconds >= 0 (0: no checkpoints).")
+  return value
+
+
+def resume_command(argv: Sequence[str]) -> str:
+  """The command that continues a stopped ``run``: its arguments, with
+  ``--resume`` instead of ``--overwrite``."""
+  prog = (["ngm-jax"] if Path(sys.argv[0]).name == "ngm-jax"
+          else ["python", "-m", "experiments.run"])
+  args = [a for a in argv if a != "--overwrite"]
+  if "--resume" not in args:
+    args.append("--resume")
+  return shlex.join(prog + args)
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="ngm-jax", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +149,15 @@ def _parser() -> argparse.ArgumentParser:
                         " (auto: by backend and model)")
   run.add_argument("--seed-axis", choices=("auto",) + SEED_AXES, default="auto",
                    help="seeds vmapped, or one after another (auto: by backend and model)")
-  run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+  run.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (kept until the new one has finished)")
+  run.add_argument("--resume", action="store_true",
+                   help="continue the run stopped in --out (give the same arguments): finished"
+                        " optimizers are not trained again, the one it stopped in continues"
+                        " from its last checkpoint")
+  run.add_argument("--checkpoint-every-s", type=_seconds, default=60.0, metavar="S",
+                   help="checkpoint the training carry at every task boundary and at most every"
+                        " S seconds of training (default 60; 0: no checkpoints)")
   distributed.add_distributed_flags(run)
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
   report_cmd = sub.add_parser("report", help="re-make metrics, table and figure from saved curves")
@@ -128,7 +170,15 @@ def run(args: argparse.Namespace) -> None:
   config = configs.get_config(args.benchmark)
   train = common.train_config_from(args, config)
   out = args.out or f"results/{args.benchmark}"
-  common.check_out(out, args.overwrite, resume=getattr(args, "resume", False))
+  if args.resume and args.overwrite:
+    raise ValueError("--resume and --overwrite: choose one (--resume continues the run in"
+                     f" {out}, --overwrite replaces it).")
+  stopped = (Path(out) / "checkpoints").exists() or (
+      (Path(out) / "run.json").exists() and not (Path(out) / "curves.npz").exists())
+  if stopped and not (args.resume or args.overwrite):
+    raise ValueError(f"--out {out}: holds a run that did not finish; pass --resume (with the"
+                     " same arguments) to continue it, or --overwrite to replace it.")
+  common.check_out(out, args.overwrite, resume=args.resume)
   optimizers = resolve_optimizers(args.optimizers or config.optimizers, train.learning_rate)
   experiment = common.load_experiment(args)
   try:
@@ -136,9 +186,11 @@ def run(args: argparse.Namespace) -> None:
         experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,
         augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
         seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
-        extra_meta=experiment.meta)
+        extra_meta=experiment.meta, resume=args.resume,
+        checkpoint_every_s=args.checkpoint_every_s)
   except ValueError as e:
     raise ValueError(str(e).replace("overwrite=True", "--overwrite")
+                     .replace("resume=True", "--resume")
                      .replace("num_seeds=", "--seeds ")) from None
   del result
   print(f"Wrote {out}/: curves.npz, run.json, log.jsonl, metrics.json, failed_seeds.json,"
@@ -146,6 +198,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
   args = _parser().parse_args(argv)
   try:
     if args.command == "run":
@@ -157,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (ValueError, TypeError, DataUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except RunStopped as e:
+    print(f"Stopped: {e}.\nContinue with:\n  {resume_command(argv)}", file=sys.stderr,
+          flush=True)
+    return e.exit_code
+  except KeyboardInterrupt:  # before training began, or a second Ctrl-C
+    print("Interrupted." + (f" Continue with:\n  {resume_command(argv)}"
+                            if args.command == "run" else ""), file=sys.stderr, flush=True)
+    return 130
   return 0
 
 

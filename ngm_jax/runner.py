@@ -5,7 +5,10 @@ transformation) on every seed with incremental joint training, evaluates
 Task 1 at every iteration inside the compiled program, and returns a
 :class:`ngm_jax.results.Result` of NumPy arrays (seed first) with the paper's
 metrics. It writes nothing unless given ``out``; then it saves after every
-optimizer, so that nothing finished is lost, and writes the report
+optimizer, so that nothing finished is lost, checkpoints the training carry
+while it trains (:mod:`ngm_jax.checkpoint`: at every task boundary, at most
+every ``checkpoint_every_s`` seconds, on SIGINT/SIGTERM), continues a stopped
+run with ``resume=True``, and writes the report
 (:func:`ngm_jax.results.write_report`) at the end::
 
     result = ngm_jax.run_benchmark(stream, {"ngm": "ngm_sgd", "mine": my_tx}, num_seeds=5)
@@ -16,6 +19,7 @@ optimizer, so that nothing finished is lost, and writes the report
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
 from pathlib import Path
@@ -26,7 +30,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ngm_jax import benchmarks, results
-from ngm_jax.execution import resolve_execution, train_seeds
+from ngm_jax.checkpoint import RunCheckpoints, RunStopped, StopRequest, checkpoint_step
+from ngm_jax.execution import (Segments, Stopped, host_carry_shape, resolve_execution,
+                               train_seeds)
 from ngm_jax.optimizers import Optimizer, as_optimizer, has_gain
 from ngm_jax.placement import Placement, gain_mask, kernels
 from ngm_jax.sharding import describe_mesh, run_mesh
@@ -153,6 +159,8 @@ def run_benchmark(
     seed_hyperparams: Mapping[str, Mapping[str, Any]] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
     devices: int | None = None,
+    resume: bool = False,
+    checkpoint_every_s: float | None = 60.0,
 ) -> results.Result:
   """Trains every optimizer on seeds ``0..num_seeds-1``; returns the arrays.
 
@@ -183,10 +191,29 @@ def run_benchmark(
     augment: ``(key, images) -> images`` on every training minibatch.
     sampler: which rows each step trains on (default incremental joint
       training; e.g. a replay buffer, :mod:`ngm_jax.replay`).
-    out: None (nothing is written) or a folder: the curves and ``run.json``
-      are saved after every optimizer, the report at the end
-      (:func:`ngm_jax.results.save_result`, :func:`~ngm_jax.results.write_report`).
-    overwrite: with ``out``, replace a run already there.
+    out: None (nothing is written) or a folder: ``run.json`` is written at
+      the start, the curves after every optimizer, the report at the end
+      (:func:`ngm_jax.results.save_result`, :func:`~ngm_jax.results.write_report`);
+      the training carry is checkpointed in ``out/checkpoints/`` while it
+      trains (removed when the run has finished). While a run with ``out``
+      trains, SIGINT and SIGTERM stop it after the current segment (a few
+      seconds), with a checkpoint: :class:`ngm_jax.checkpoint.RunStopped` is
+      raised; the previous signal handlers are restored on return.
+    overwrite: with ``out``, replace a run already there: the new run is
+      written into ``<out>.partial`` and takes ``out``'s place only when it
+      has finished, so a stopped run leaves the old one intact.
+    resume: with ``out``, continue the run saved there (or in
+      ``<out>.partial``, an unfinished overwrite) with the same arguments:
+      finished variants are read from its ``curves.npz`` and never trained
+      again, the variant it stopped in continues from its latest checkpoint;
+      the curves are bit for bit those of an uninterrupted run. Nothing
+      saved there: a new run starts.
+    checkpoint_every_s: with ``out``, checkpoint at every task boundary, after
+      every variant, on a stop, and at most this many seconds of training
+      apart; None or 0: no checkpoints (a stopped variant then restarts).
+      Checkpoints are written by the scanned, vmapped run (the default for
+      MLPs and on accelerators); the other loops stop after the current
+      evaluation and restart the variant they stopped in.
     loop, seed_axis: how to run (:func:`ngm_jax.execution.train_seeds`), or
       ``"auto"`` (:func:`ngm_jax.execution.default_execution`).
     show_progress: a progress bar per optimizer.
@@ -208,8 +235,11 @@ def run_benchmark(
     ``result.meta``.
 
   Raises:
-    TypeError, ValueError: bad arguments, before anything is trained.
+    TypeError, ValueError: bad arguments, before anything is trained; with
+      ``resume``, a run in ``out`` made with other arguments.
     ngm_jax.streams.DatasetTooLargeError: the data would not fit the device.
+    ngm_jax.checkpoint.RunStopped: SIGINT/SIGTERM stopped the run (with
+      ``out``); what was done is saved and ``resume=True`` continues it.
   """
   if isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
     raise ValueError(f"num_seeds={num_seeds!r}: must be an integer >= 1.")
@@ -236,8 +266,19 @@ def run_benchmark(
                        " sharded run is loop='scan', seed_axis='vmap' (or devices=1).")
   loop, seed_axis = resolve_execution(loop, seed_axis, convolutional)
   writer = jax.process_index() == 0
-  if out is not None and writer:
-    out = results.prepare_out(out, overwrite)
+  if checkpoint_every_s is not None and (isinstance(checkpoint_every_s, bool)
+                                         or not np.isfinite(checkpoint_every_s)
+                                         or checkpoint_every_s < 0):
+    raise ValueError(f"checkpoint_every_s={checkpoint_every_s!r}: must be a number of seconds"
+                     " >= 0 (0 or None: no checkpoints).")
+  if resume and overwrite:
+    raise ValueError("resume=True and overwrite=True: choose one (resume continues the run"
+                     " in out, overwrite replaces it).")
+  work = None
+  if out is not None:
+    out = Path(out)
+    work = (results.prepare_out(out, overwrite, resume) if writer
+            else results.work_folder(out, overwrite, resume))
   check_fits(stream)
 
   data = train_data(stream)
@@ -289,33 +330,208 @@ def run_benchmark(
       "timings": {},
   }
   iterations = curve_iterations(config, stream.num_tasks)
+  blocks_per_task = config.iterations_per_task // config.task_eval_every
+  total_blocks = stream.num_tasks * blocks_per_task
   curves: dict[str, dict[str, np.ndarray]] = {}
+  checkpoints = pending = None
+  if work is not None:
+    previous = _previous_run(work, meta) if resume else None
+    if previous is not None:
+      curves, pending, meta = previous
+    if (checkpoint_every_s or resume) and any(label not in curves for label in variants):
+      checkpoints = RunCheckpoints(work)
+      if previous is not None and pending is None:
+        pending = _pending_checkpoint(checkpoints, list(variants), curves)
+    if resume and writer:
+      _print_resume(out, work, previous, pending, list(variants), total)
+    if writer:
+      results.write_json(work / "run.json", meta)
   wall_start = time.perf_counter()
-  for n, (label, part) in enumerate(parts.items(), 1):
-    sequential = seed_axis == "sequential"
-    bar = tqdm(total=total * (num_seeds if sequential else 1), unit="it",
-               desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
-               disable=not (show_progress and writer))
-    curves[label], timing = train_seeds(
-        part, keys, loop=loop, seed_axis=seed_axis,
-        progress=lambda done: bar.update(max(0, done - bar.n)),
-        hyperparams=seed_hyperparams.get(label), mesh=mesh)
-    bar.close()
-    meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
-                              "run_s": round(timing["run_s"], 2),
-                              "iterations_per_s": round(total / timing["run_s"], 2),
-                              **{k: timing[k] for k in ("chunks", "runs_per_chunk",
-                                                        "device_bytes") if k in timing}}
-    if out is not None and writer:
-      results.save_result(results.Result(curves, iterations, meta), out)
-      results.append_log(out, {"optimizer": label, **meta["timings"][label]})
-    if show_progress and writer:
-      t = meta["timings"][label]
-      print(f"  {label}: compile {t['compile_s']} s, run {t['run_s']} s"
-            f" ({num_seeds} seeds x {total} iterations)", flush=True)
+  with StopRequest(announce=writer) if work is not None else _NoStop() as stop:
+    for n, (label, part) in enumerate(parts.items(), 1):
+      if label in curves:
+        continue
+      if _agreed_signal(stop) is not None:
+        raise RunStopped(_agreed_signal(stop), work)
+      sequential = seed_axis == "sequential"
+      start_state, before = None, {}
+      if pending is not None and pending[1]["variant"] == label:
+        step, before = pending
+        carry, records = checkpoints.restore(
+            step, host_carry_shape(part, keys, seed_hyperparams.get(label)))
+        start_state = (carry, records, before["blocks_done"])
+      saver = _Saver(label, n, total_blocks, blocks_per_task, total, num_seeds, stop,
+                     checkpoints if checkpoint_every_s else None, checkpoint_every_s, before)
+      done_before = before.get("iterations_done", 0)
+      bar = tqdm(total=total * (num_seeds if sequential else 1), unit="it", initial=done_before,
+                 desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
+                 disable=not (show_progress and writer))
+      try:
+        curves[label], timing = train_seeds(
+            part, keys, loop=loop, seed_axis=seed_axis,
+            progress=lambda done: bar.update(max(0, done - bar.n)),
+            hyperparams=seed_hyperparams.get(label), mesh=mesh,
+            segments=Segments(blocks_per_task=blocks_per_task, resume=start_state,
+                              on_segment=saver))
+      except Stopped as e:
+        bar.close()
+        at = saver.saved_iterations if saver.saved_at_stop else e.iterations_done
+        raise RunStopped(_agreed_signal(stop), work, label, at, total,
+                         checkpointed=saver.saved_at_stop) from None
+      bar.close()
+      run_s = timing["run_s"] + before.get("run_s", 0.0)  # the sessions' training together
+      meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
+                                "run_s": round(run_s, 2),
+                                "iterations_per_s": round(total / run_s, 2),
+                                **{k: timing[k] for k in ("chunks", "runs_per_chunk",
+                                                          "device_bytes") if k in timing}}
+      if before:
+        meta["timings"][label]["resumed_at_iteration"] = before["iterations_done"]
+      if work is not None and writer:
+        results.save_result(results.Result(curves, iterations, meta), work)
+        results.append_log(work, {"optimizer": label, **meta["timings"][label]})
+      if show_progress and writer:
+        t = meta["timings"][label]
+        print(f"  {label}: compile {t['compile_s']} s, run {t['run_s']} s"
+              f" ({num_seeds} seeds x {total} iterations)", flush=True)
   meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
+  curves = {label: curves[label] for label in variants}
   result = results.Result(curves, iterations, meta)
-  if out is not None and writer:
-    results.save_result(result, out)
-    results.write_report(result, out)
+  if work is not None:
+    if writer:
+      results.save_result(result, work)
+      results.write_report(result, work)
+    if checkpoints is not None:
+      checkpoints.remove()
+    if writer:
+      results.finish_out(work, out)
   return result
+
+
+#: What must agree between a run and the command that resumes it (run.json).
+_SAME_RUN = ("benchmark", "kind", "num_tasks", "task_names", "train", "optimizers", "variants",
+             "seeds", "seed_hyperparams", "task1_eval_size", "task1_test_size", "test_sizes",
+             "train_size", "num_classes", "model", "model_kind", "gain_placement", "augment",
+             "loop", "seed_axis", "benchmark_options", "test_subset_per_task",
+             "test_subset_seed", "test_sizes_full")
+
+
+def _previous_run(work: Path, meta: dict[str, Any]):
+  """``(finished curves, pending checkpoint or None, meta)`` of the run saved in
+  ``work``, or None if nothing is saved there.
+
+  Raises:
+    ValueError: the saved run was made with other arguments (named), or its
+      files are damaged.
+  """
+  if not (work / "run.json").exists():
+    return None
+  old = results.read_json_record(work / "run.json")
+  as_json = lambda value: json.loads(json.dumps(value))  # tuples -> lists, as run.json has them
+  differ = [k for k in _SAME_RUN if as_json(old.get(k)) != as_json(meta.get(k))]
+  if differ:
+    details = "; ".join(f"{k}: saved {old.get(k)!r}, now {meta.get(k)!r}" for k in differ[:3])
+    raise ValueError(f"resume: the run in {work} was made with other arguments ({details}"
+                     f"{'; ...' if len(differ) > 3 else ''}). Resume it with the command it was"
+                     " started with, or start a new run (another out, or overwrite).")
+  finished = {}
+  if (work / "curves.npz").exists():
+    saved, _ = results.load_curves(work / "curves.npz")
+    finished = {label: saved[label] for label in meta["optimizers"] if label in saved}
+  meta = {**meta, "command": old.get("command", meta["command"]),
+          "resumed": list(old.get("resumed", [])) + [results.command_line()],
+          "timings": {label: t for label, t in old.get("timings", {}).items()
+                      if label in finished}}
+  return finished, None, meta
+
+
+def _pending_checkpoint(checkpoints: RunCheckpoints, labels: list[str],
+                        finished: dict[str, Any]):
+  """``(step, meta)`` of the latest checkpoint if it is of a variant not
+  finished, else None."""
+  latest = checkpoints.latest()
+  if latest is None:
+    return None
+  step, ckpt = latest
+  if ckpt.get("variant") not in labels or ckpt["variant"] in finished:
+    return None
+  return step, ckpt
+
+
+def _print_resume(out: Path, work: Path, previous, pending, labels: list[str],
+                  total: int) -> None:
+  if previous is None:
+    print(f"Resume: nothing saved in {work}; starting a new run.", flush=True)
+    return
+  finished = [label for label in labels if label in previous[0]]
+  parts = []
+  if finished:
+    parts.append(f"finished {', '.join(finished)} (curves.npz, not trained again)")
+  if pending is not None:
+    step, ckpt = pending
+    parts.append(f"{ckpt['variant']} from iteration {ckpt['iterations_done']} of {total}"
+                 f" (checkpoint {work / 'checkpoints' / str(step)})")
+  rest = [label for label in labels
+          if label not in finished and (pending is None or label != pending[1]["variant"])]
+  if rest:
+    parts.append(f"{', '.join(rest)} from the start")
+  where = f"{work} (an unfinished --overwrite of {out})" if work != out else f"{work}"
+  print(f"Resuming {where}: " + "; ".join(parts) + ".", flush=True)
+
+
+class _NoStop:
+  """No signal handling (a run without ``out``: there is nothing to save)."""
+  signum = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return None
+
+
+def _agreed_signal(stop) -> int | None:
+  """The stop signal, the same on every process (one process's signal stops all)."""
+  if jax.process_count() == 1:
+    return stop.signum
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  mine = np.int32(stop.signum or 0)
+  agreed = int(np.max(multihost_utils.process_allgather(mine)))
+  return agreed or None
+
+
+class _Saver:
+  """``Segments.on_segment`` of a variant: checkpoints at task boundaries, at
+  the end, on a stop, and when ``every_s`` seconds have passed since the last
+  one; returns whether to stop."""
+
+  def __init__(self, label, index, total_blocks, blocks_per_task, total, num_seeds, stop,
+               checkpoints, every_s, before):
+    self.label, self.index = label, index
+    self.total_blocks, self.blocks_per_task, self.total = total_blocks, blocks_per_task, total
+    self.num_seeds, self.stop, self.checkpoints = num_seeds, stop, checkpoints
+    self.every_s, self.before = every_s, before
+    self.last = time.perf_counter()
+    self.saved_iterations = 0
+    self.saved_at_stop = False
+
+  def __call__(self, done) -> bool:
+    signum = _agreed_signal(self.stop)
+    now = time.perf_counter()
+    boundary = done.blocks_done % self.blocks_per_task == 0  # the last one: the variant's end
+    due = signum is not None or boundary or (self.every_s and now - self.last >= self.every_s)
+    if self.checkpoints is not None and done.state is not None and due:
+      carry, records, blocks = done.state()
+      per_block = self.total // self.total_blocks
+      self.checkpoints.save(
+          checkpoint_step(self.index, blocks, self.total_blocks), carry, records,
+          {"variant": self.label, "variant_index": self.index, "blocks_done": blocks,
+           "total_blocks": self.total_blocks, "iterations_done": blocks * per_block,
+           "total_iterations": self.total, "num_seeds": self.num_seeds,
+           "finished": blocks == self.total_blocks,
+           "run_s": self.before.get("run_s", 0.0) + done.run_s,
+           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+      self.last = time.perf_counter()
+      self.saved_iterations = blocks * per_block
+      self.saved_at_stop = signum is not None
+    return signum is not None

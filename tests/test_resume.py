@@ -1,0 +1,323 @@
+"""A run cut into segments, stopped, killed and resumed gives the curves of one
+uninterrupted program, bit for bit.
+
+Library level: the segmented driver (one segment per block, per two blocks,
+stopped and resumed) against the whole run as one scan from the initial
+carry, and against the single program with the initialisation inside (the
+form the sharded run compiled before it was segmented);
+``run_benchmark(..., resume=True)``. Command line, in
+subprocesses on a tiny IDX folder: SIGKILL mid-run then ``--resume``; SIGINT
+answered within seconds with exit code 130, a checkpoint and the command that
+continues; SIGTERM (143) during an ``--overwrite`` leaves the old run intact.
+"""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import ngm_jax
+from ngm_jax import results, runner, sharding
+from ngm_jax.checkpoint import RunStopped
+from ngm_jax.execution import Segments, Stopped, train_seeds
+from ngm_jax.sharding import run_mesh
+from ngm_jax.streams import split_mnist
+from ngm_jax.train import TrainConfig, _scanned, make_train_parts, seed_keys
+from tests.conftest import fake_mnist, write_mnist_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = TrainConfig(iterations_per_task=6, batch_size=8, eta=0.4, eval_every=1,
+                     task_eval_every=3)  # 2 blocks per task, 10 in all
+
+
+@pytest.fixture(scope="module")
+def stream():
+  return split_mnist(fake_mnist())
+
+
+def _one_program(parts, keys):
+  """The whole run as one scanned, vmapped program, as the sharded driver ran
+  it before it was cut into segments."""
+  mesh = run_mesh(1)
+  train = _scanned(parts, None)
+
+  def program(data, runs):
+    k = jax.random.wrap_key_data(runs["key_data"])
+    return jax.vmap(lambda k, h: train(k, data, h))(k, runs["hyperparams"])
+
+  runs = sharding.shard_runs({"key_data": np.asarray(jax.random.key_data(keys)),
+                              "hyperparams": {}}, mesh)
+  data = sharding.replicate(jax.device_get(parts.data), mesh)
+  return jax.device_get(jax.jit(program)(data, runs))
+
+
+def _assert_same(curves, reference):
+  assert set(curves) == set(reference)
+  for name, value in reference.items():
+    np.testing.assert_array_equal(curves[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["ngm_sgd", "adam"])
+def test_segments_stop_and_resume_give_the_one_programs_curves(stream, optimizer):
+  parts = make_train_parts(stream, optimizer, CONFIG)
+  keys = seed_keys(3)
+  mesh = run_mesh(1)
+  # Uninterrupted: the whole run as one scan over its 10 blocks from the carry.
+  reference, timing = train_seeds(parts, keys, mesh=mesh,
+                                  segments=Segments(blocks=10, blocks_per_task=10))
+  assert timing["segments"] == 1
+  assert not np.array_equal(reference["train_loss"][0], reference["train_loss"][1])
+  # The single program with the initialisation inside: the same bits. (Adam's
+  # step count is the same for every seed, so vmap leaves it unbatched there;
+  # the segments take it unbatched too, else XLA divides by a per-seed vector
+  # and the last bits differ.)
+  _assert_same(reference, _one_program(parts, keys))
+  seen = []
+
+  def record(done):
+    seen.append(done.blocks_done)
+    return False
+
+  curves, timing = train_seeds(parts, keys, mesh=mesh, segments=Segments(
+      blocks=1, blocks_per_task=2, on_segment=record))
+  _assert_same(curves, reference)
+  assert timing["segments"] == 10
+  assert seen == list(range(1, 11))  # called after every segment
+
+  # Stopped after block 3 (the state taken there), resumed: the same curves.
+  saved = {}
+
+  def stop_at_3(done):
+    if done.blocks_done == 3:
+      saved["state"] = done.state()
+      return True
+    return False
+
+  with pytest.raises(Stopped) as stopped:
+    train_seeds(parts, keys, mesh=mesh, segments=Segments(blocks_per_task=2,
+                                                          on_segment=stop_at_3))
+  assert stopped.value.iterations_done == 9
+  carry, records, blocks_done = saved["state"]
+  assert blocks_done in (3, 4)  # the segment in flight is collected too
+  np.testing.assert_array_equal(carry.step, [3 * blocks_done] * 3)
+  assert records[0]["gain"].shape[:2] == (3, blocks_done)
+  curves, _ = train_seeds(parts, keys, mesh=mesh, segments=Segments(
+      blocks_per_task=2, resume=saved["state"]))
+  _assert_same(curves, reference)
+
+
+def test_seed_chunks_stop_and_resume_too(stream):
+  parts = make_train_parts(stream, "ngm_sgd", CONFIG)
+  keys = seed_keys(3)
+  reference, _ = train_seeds(parts, keys, mesh=run_mesh(1))
+  saved = {}
+
+  def stop_at_5(done):
+    if done.blocks_done >= 5:
+      saved["state"] = done.state()
+      return True
+    return False
+
+  with pytest.raises(Stopped):  # a 1-byte budget: three chunks of one seed
+    train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
+                segments=Segments(blocks_per_task=2, on_segment=stop_at_5))
+  curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
+                               segments=Segments(blocks_per_task=2, resume=saved["state"]))
+  assert timing["chunks"] == 3
+  for name in ("train_loss", "gain", "entropy", "task1_acc", "task_acc", "diverged_at"):
+    np.testing.assert_array_equal(curves[name], reference[name], err_msg=name)
+  for name in ("task1_loss", "task_loss"):  # one seed per program: another reduction order
+    np.testing.assert_allclose(curves[name], reference[name], rtol=1e-5, err_msg=name)
+
+
+def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path, monkeypatch):
+  optimizers = ["ngm_sgd", "adam"]
+  reference = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2,
+                                    show_progress=False)
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  saver = runner._Saver.__call__
+
+  def signal_in_adam(self, done):  # SIGTERM while adam trains (block 3 of 10)
+    if self.label == "adam" and done.blocks_done == 3:
+      signal.raise_signal(signal.SIGTERM)
+    return saver(self, done)
+
+  monkeypatch.setattr(runner._Saver, "__call__", signal_in_adam)
+  out = tmp_path / "run"
+  with pytest.raises(RunStopped) as stopped:
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
+                          show_progress=False)
+  monkeypatch.undo()
+  e = stopped.value
+  assert e.exit_code == 143 and e.variant == "adam" and e.checkpointed
+  assert e.iteration in (9, 12) and e.total == 30
+  assert {s: signal.getsignal(s) for s in handlers} == handlers  # handlers put back
+  # ngm_sgd finished (curves.npz), adam is in a checkpoint; report refuses the part.
+  saved, _ = results.load_curves(out / "curves.npz")
+  assert list(saved) == ["ngm_sgd"]
+  assert (out / "checkpoints").is_dir() and not (out / "table.md").exists()
+  with pytest.raises(ValueError, match="not adam"):
+    results.report(out)
+  with pytest.raises(ValueError, match="did not finish; pass resume=True"):
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out)
+  with pytest.raises(ValueError, match="made with other arguments.*seeds"):
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=3, out=out, resume=True)
+
+  result = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
+                                 resume=True, show_progress=False)
+  for label in optimizers:
+    _assert_same(result.curves[label], reference.curves[label])
+  assert result.meta["timings"]["adam"]["resumed_at_iteration"] == e.iteration
+  assert "resumed_at_iteration" not in result.meta["timings"]["ngm_sgd"]
+  assert not (out / "checkpoints").exists()  # removed once the run has finished
+  again = results.load_result(out)
+  for label in optimizers:
+    _assert_same(again.curves[label], reference.curves[label])
+
+
+# ---------------------------------------------------------------------------
+# The command line, in subprocesses.
+
+TOTAL_BLOCKS = 50  # 5 tasks x 100 iterations / task-eval-every 10
+ARGS = ["--benchmark", "split_mnist", "--optimizers", "ngm_sgd,adam", "--seeds", "2",
+        "--iterations-per-task", "100", "--batch-size", "8", "--task-eval-every", "10",
+        "--no-progress"]
+
+
+def _command(data_dir, out, *extra):
+  return [sys.executable, "-m", "experiments.run", "run", *ARGS, "--data-dir", str(data_dir),
+          "--out", str(out), *extra]
+
+
+def _start(command):
+  return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def _finish(proc, timeout=600):
+  out, err = proc.communicate(timeout=timeout)
+  return proc.returncode, out, err
+
+
+def _wait_for_checkpoint(proc, folder, min_step, timeout=300):
+  """Polls ``folder/checkpoints`` until a finished step >= ``min_step`` is there."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    assert proc.poll() is None, "the run ended before a checkpoint was seen"
+    steps = [int(p.name) for p in (folder / "checkpoints").glob("*") if p.name.isdigit()]
+    if steps and max(steps) >= min_step:
+      return max(steps)
+    time.sleep(0.02)
+  raise AssertionError("no checkpoint appeared")
+
+
+def _curves_equal(out, reference):
+  curves, iterations = results.load_curves(out / "curves.npz")
+  ref_curves, ref_iterations = results.load_curves(reference / "curves.npz")
+  assert list(curves) == list(ref_curves) == ["ngm_sgd", "adam"]
+  for label, per_curve in ref_curves.items():
+    assert set(curves[label]) == set(per_curve)
+    for name, value in per_curve.items():
+      np.testing.assert_array_equal(curves[label][name], value, err_msg=f"{label}/{name}")
+  for kind, value in ref_iterations.items():
+    np.testing.assert_array_equal(iterations[kind], value)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+  """The data and an uninterrupted run (checkpoints off)."""
+  root = tmp_path_factory.mktemp("resume_cli")
+  data_dir = write_mnist_idx(root / "data", fake_mnist())
+  reference = root / "reference"
+  code, _, err = _finish(_start(_command(data_dir, reference, "--checkpoint-every-s", "0")))
+  assert code == 0, err
+  return root, data_dir, reference
+
+
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_curves(cli):
+  root, data_dir, reference = cli
+  out = root / "killed"
+  proc = _start(_command(data_dir, out, "--checkpoint-every-s", "0.2"))
+  # Wait until adam (the second variant) has a checkpoint, then kill -9.
+  step = _wait_for_checkpoint(proc, out, 2 * (TOTAL_BLOCKS + 1) + 1)
+  proc.send_signal(signal.SIGKILL)
+  code, _, _ = _finish(proc)
+  assert code == -signal.SIGKILL
+  assert step < 3 * (TOTAL_BLOCKS + 1)  # killed before adam finished
+  saved, _ = results.load_curves(out / "curves.npz")
+  assert list(saved) == ["ngm_sgd"]
+
+  code, stdout, err = _finish(_start(_command(data_dir, out, "--resume")))
+  assert code == 0, err
+  assert "finished ngm_sgd (curves.npz, not trained again)" in stdout
+  assert "adam from iteration " in stdout and "of 500" in stdout
+  assert "ngm_sgd: compile" not in stdout  # not trained again
+  _curves_equal(out, reference)
+  assert not (out / "checkpoints").exists()
+
+
+def test_sigint_stops_within_seconds_with_a_checkpoint_and_the_resume_command(cli):
+  root, data_dir, reference = cli
+  out = root / "interrupted"
+  proc = _start(_command(data_dir, out))
+  _wait_for_checkpoint(proc, out, TOTAL_BLOCKS + 2)  # ngm_sgd's first task boundary
+  sent = time.monotonic()
+  proc.send_signal(signal.SIGINT)
+  code, _, err = _finish(proc)
+  answered = time.monotonic() - sent
+  assert code == 130, err
+  assert answered < 15, f"took {answered:.1f} s to stop"  # measured ~1-3 s on 2 busy cores
+  assert "Traceback" not in err
+  assert "Stopped: stopped by SIGINT in variant 'ngm_sgd' at iteration" in err
+  resume = err.strip().splitlines()[-1].strip()
+  assert resume.startswith("python -m experiments.run run ") and resume.endswith(" --resume")
+  assert (out / "checkpoints").is_dir() and (out / "run.json").exists()
+  assert not (out / "curves.npz").exists()  # no variant finished
+
+  # A rerun without --resume is refused and says how to continue.
+  code, _, err = _finish(_start(_command(data_dir, out)))
+  assert code == 2 and "did not finish; pass --resume" in err
+  # The command it printed continues the run.
+  command = shlex.split(resume)
+  command[0] = sys.executable
+  code, stdout, err = _finish(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True))
+  assert code == 0, err
+  assert "Resuming" in stdout and "ngm_sgd from iteration" in stdout
+  _curves_equal(out, reference)
+
+
+def test_sigterm_during_overwrite_keeps_the_old_run_then_resume_replaces_it(cli):
+  root, data_dir, reference = cli
+  out = root / "overwritten"
+  out.mkdir()
+  before = {}
+  for path in reference.iterdir():
+    (out / path.name).write_bytes(path.read_bytes())
+    before[path.name] = path.read_bytes()
+  partial = root / "overwritten.partial"
+  proc = _start(_command(data_dir, out, "--overwrite"))
+  _wait_for_checkpoint(proc, partial, TOTAL_BLOCKS + 2)
+  proc.send_signal(signal.SIGTERM)
+  code, _, err = _finish(proc)
+  assert code == 143, err
+  assert "Traceback" not in err and "Stopped: stopped by SIGTERM" in err
+  resume = err.strip().splitlines()[-1]
+  assert "--resume" in resume and "--overwrite" not in resume
+  # The old run is untouched, file for file; the new one waits beside it.
+  assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+  assert (partial / "checkpoints").is_dir()
+
+  code, stdout, err = _finish(_start(_command(data_dir, out, "--resume")))
+  assert code == 0, err
+  assert "an unfinished --overwrite of" in stdout
+  assert not partial.exists()
+  _curves_equal(out, reference)
+  assert "resumed" in results.read_json(out / "run.json")  # the new run took its place
