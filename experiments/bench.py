@@ -1,6 +1,10 @@
 """Benchmark (not a test): training speed of the protocols, and of the ways to run them.
 
-Split MNIST (the MLP), the full protocol, whole runs::
+Every row is printed (one JSON line) as soon as it is measured and, with
+``--json F``, ``F`` is rewritten after every row (``"complete": false`` until
+the last one), so an interrupted run keeps what it measured.
+
+**Split MNIST** (the MLP), the full protocol, whole runs::
 
     python experiments/bench.py --data-dir ../shared/data/mnist [--json F]
 
@@ -9,22 +13,62 @@ For one seed and for five vmapped seeds: compile ``jax.jit(jax.vmap(train))``
 Task-1 test evaluation after every iteration, every task's test set every 10)
 and report iterations per second. A second row per seed count evaluates only
 at task ends, to show what the per-iteration evaluation costs.
+``--data-as argument,constant`` compares the data as arguments of the program
+with the data compiled into it; ``--repeats 0`` compiles only.
 
-Split CIFAR-10 (the slim ResNet-18), a reduced iteration count::
+**Split CIFAR-10** (the slim ResNet-18), timed intervals::
 
-    python experiments/bench.py --benchmark split_cifar10 [--data-dir DIR | --synthetic]
+    python experiments/bench.py --benchmark split_cifar10 --synthetic [--full]
 
-Times one eval interval (one training step at batch 256 with on-device
-augmentation, then the Task-1 evaluation on its 2,000 test images) and one
-evaluation of every task's test set, for each way of running the loop
-(``scan``: ``--iterations`` intervals in a ``lax.scan``; ``chunked``: one
-compiled, unrolled interval called from Python) and of running the seeds
-(``vmap``, ``lax.map``, or one seed's program called per seed from Python,
-``sequential``), for one and for five seeds. The protocol's
-iterations per second are then ``1 / (t_interval + t_task_eval / 20)`` (the
-per-task evaluation runs every 20 iterations). ``--synthetic`` uses random
-CIFAR-shaped data of the real sizes (50,000 train, 10,000 test images), for
-machines without the dataset; the timing does not depend on pixel values.
+Times one eval interval (one training step with on-device augmentation, then
+the Task-1 evaluation) and one evaluation of every task's test set, for each
+way of running the loop (``scan``: ``--iterations`` intervals in a
+``lax.scan``; ``chunked``: one compiled, unrolled interval called from Python)
+and of running the seeds (``vmap``, ``lax.map``, or one seed's program called
+per seed from Python, ``sequential``). The protocol's iterations per second
+are then ``1 / (t_interval + t_task_eval / 20)`` (the per-task evaluation
+runs every 20 iterations). ``--synthetic`` uses random CIFAR-shaped data of
+the real sizes (50,000 train, 10,000 test images); the timing does not depend
+on pixel values.
+
+The default is sized for a CPU: 2 seeds; the modes ``chunked:sequential``
+(the CPU default of the library), ``chunked:vmap`` and ``scan:vmap`` (the
+accelerator default); batch 32; 100 test images per task (so Task 1 is
+evaluated on 100 images); 2 intervals per timing; best of 1. ``--full`` is for
+accelerators: the protocol's sizes (batch 256, the whole test sets: Task 1 on
+2,000 images, all 10,000 every 20 iterations), 1 and 5 seeds, all six modes,
+3 intervals per timing, best of 2. Any size flag given overrides either.
+
+**Comparisons** (``--compare``): each run in a subprocess of this script (a
+fresh process, so that its peak RSS is its own and its device count can be
+set with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), the rows
+then compared with the first run as ratios, and their curves with its
+curves::
+
+    python experiments/bench.py --compare --data-dir ../shared/data/mnist
+    python experiments/bench.py --compare --benchmark split_cifar10 --synthetic
+
+Split MNIST, full protocol, 5 seeds (``--iterations-per-task N`` shortens
+it): the library's program (:func:`ngm_jax.run_benchmark`, one compiled
+``lax.scan`` with the seeds vmapped) on 1, 2, 4 and 8 devices (the seeds
+sharded over a ``("runs",)`` mesh, padded to a multiple of the device count),
+and a per-step Python loop of the same protocol in JAX (``python``: one jitted
+call per iteration holding the training step and the Task-1 evaluation, a
+Python ``for`` over iterations, every task's test set every 10, the metrics
+read back to the host after every iteration as the paper's PyTorch scripts do
+with ``.item()``, the seeds one after another).
+
+Split CIFAR-10, short synthetic run (2 seeds, 2 iterations per task = 10
+iterations, batch 16, 50 test images per task): ``chunked:sequential`` (the
+CPU default), ``chunked:vmap``, ``scan:sequential`` and ``scan:vmap`` on one
+device, and ``scan:vmap`` sharded over 2 devices (one seed per device, the
+vmap of size 1 on each).
+
+Each row: compile and run time (``run_benchmark``'s timings, or the loop's),
+XLA's memory analysis of the compiled program per device (``device_bytes``:
+arguments, outputs and temporaries), the process's peak RSS, and the curves'
+agreement with the first row (training records bitwise equal or not, largest
+absolute difference of any curve).
 """
 
 from __future__ import annotations
@@ -32,10 +76,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,9 +95,75 @@ from experiments import configs
 from ngm_jax.benchmarks import get as get_benchmark
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.data import ImageDataset
-from ngm_jax.runner import network
+from ngm_jax.execution import program_bytes
+from ngm_jax.runner import network, run_benchmark
 from ngm_jax.streams import split_cifar10, subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
+
+ALL_MODES = ("scan:vmap,chunked:vmap,scan:map,chunked:map,scan:sequential,"
+             "chunked:sequential")
+#: Sizes of ``--benchmark split_cifar10`` (the speed table): a CPU default and
+#: the protocol's (``--full``). ``None``: the protocol's own value.
+IMAGE_SIZES = {
+    "cpu": {"seeds": "2", "modes": "chunked:sequential,chunked:vmap,scan:vmap",
+            "iterations": 2, "batch_size": 32, "test_subset": 100,
+            "eval_task1_limit": None, "repeats": 1},
+    "full": {"seeds": "1,5", "modes": ALL_MODES, "iterations": 3, "batch_size": None,
+             "test_subset": None, "eval_task1_limit": None, "repeats": 2},
+}
+#: Sizes of ``--compare``, per benchmark (and ``--full`` for the image one).
+COMPARE_SIZES = {
+    "split_mnist": {"seeds": "5", "runs": "scan:vmap@1,scan:vmap@2,scan:vmap@4,scan:vmap@8,"
+                                          "python@1",
+                    "iterations_per_task": None, "batch_size": None, "test_subset": None,
+                    "eval_task1_limit": None},
+    "split_cifar10": {"seeds": "2", "runs": "chunked:sequential@1,chunked:vmap@1,"
+                                            "scan:sequential@1,scan:vmap@1,scan:vmap@S,"
+                                            "chunked:shard_map@S,scan:shard_map@S",
+                      "iterations_per_task": 2, "batch_size": 16, "test_subset": 50,
+                      "eval_task1_limit": None},
+    "split_cifar10_full": {"seeds": "5", "runs": "chunked:sequential@1,scan:vmap@1,"
+                                                 "scan:vmap@S",
+                           "iterations_per_task": 40, "batch_size": None,
+                           "test_subset": None, "eval_task1_limit": None},
+}
+#: Curves that are functions of the training trajectory alone (and accuracies):
+#: equal bit for bit when two ways of running train the same way.
+TRAINING_CURVES = ("train_loss", "entropy", "gain", "task1_acc", "task_acc", "diverged_at")
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident memory so far, in MB (on CPU the devices'
+  memory is host memory)."""
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class Rows:
+  """Rows printed as they come and the ``--json`` file rewritten after each."""
+
+  def __init__(self, path: str | None, header: dict[str, Any]):
+    self.path = Path(path) if path else None
+    self.header = header
+    self.rows: list[dict] = []
+    if self.path:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+      self._write(complete=False)
+
+  def add(self, row: dict) -> None:
+    self.rows.append(row)
+    print(json.dumps(row), flush=True)
+    self._write(complete=False)
+
+  def close(self) -> None:
+    self._write(complete=True)
+
+  def _write(self, complete: bool) -> None:
+    if self.path is None:
+      return
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text(json.dumps({**self.header, "complete": complete, "rows": self.rows},
+                              indent=2) + "\n")
+    tmp.replace(self.path)
 
 
 def _best_of(fn, repeats):
@@ -69,6 +183,9 @@ def _memory(compiled) -> dict[str, float]:
   out = {f.replace("_size_in_bytes", "_mb"): round(getattr(analysis, f, 0) / 1e6, 2)
          for f in fields if analysis is not None}
   return out
+
+
+# --- Split MNIST: whole runs -------------------------------------------------
 
 
 def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="argument"):
@@ -98,7 +215,7 @@ def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="
       "data_as": data_as,
       # The process's peak resident memory so far (run one --data-as per process
       # to compare them): on CPU the device memory is host memory.
-      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "peak_rss_mb": peak_rss_mb(),
       **_memory(compiled),
       "eval_every": train_config.eval_every,
       "iterations": iterations,
@@ -109,37 +226,51 @@ def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="
   }
 
 
-def bench_mnist(args) -> list[dict]:
+def bench_mnist(args, rows: Rows) -> list[dict]:
   config = configs.get_config("split_mnist").train
   no_eval = dataclasses.replace(config, eval_every=config.iterations_per_task,
                                 task_eval_every=config.iterations_per_task)
   stream = load_benchmark("split_mnist", args.data_dir)
-  rows = []
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     for cfg in (config, no_eval):
       for data_as in args.data_as.split(","):
-        row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.add(time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as))
   print("\n| seeds | data as | Task-1 eval every | compile (s) | run (s) | iterations/s |"
         " seed-iterations/s | arguments (MB) | temporaries (MB) | peak RSS (MB) |")
   print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-  for r in rows:
+  for r in rows.rows:
     print(f"| {r['seeds']} | {r['data_as']} | {r['eval_every']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['iterations_per_s']} | {r['seed_iterations_per_s']} |"
           f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r['peak_rss_mb']} |")
-  return rows
+  return rows.rows
 
 
-def synthetic_cifar10(seed: int = 0) -> ImageDataset:
-  """Random uint8 images and labels with CIFAR-10's shapes and sizes."""
+# --- Split CIFAR-10: timed intervals -----------------------------------------
+
+
+def synthetic_cifar10(seed: int = 0, train: int = 50000, test: int = 10000) -> ImageDataset:
+  """Random uint8 images and balanced labels with CIFAR-10's shapes (and, by
+  default, its sizes)."""
   rng = np.random.default_rng(seed)
   return ImageDataset(
-      rng.integers(0, 256, (50000, 32, 32, 3), dtype=np.uint8),
-      np.repeat(np.arange(10, dtype=np.int32), 5000),
-      rng.integers(0, 256, (10000, 32, 32, 3), dtype=np.uint8),
-      np.repeat(np.arange(10, dtype=np.int32), 1000),
+      rng.integers(0, 256, (train, 32, 32, 3), dtype=np.uint8),
+      np.repeat(np.arange(10, dtype=np.int32), train // 10),
+      rng.integers(0, 256, (test, 32, 32, 3), dtype=np.uint8),
+      np.repeat(np.arange(10, dtype=np.int32), test // 10),
   )
+
+
+def image_stream(args):
+  """The Split CIFAR-10 stream of ``args`` (synthetic or read) and a note."""
+  if args.synthetic:
+    train, test = (int(n) for n in args.synthetic_size.split(","))
+    stream = split_cifar10(synthetic_cifar10(train=train, test=test))
+    note = "synthetic CIFAR-shaped data"
+  else:
+    stream, note = load_benchmark("split_cifar10", args.data_dir), "CIFAR-10"
+  if args.test_subset:
+    stream = subsample_test(stream, args.test_subset)
+  return stream, note
 
 
 def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
@@ -175,13 +306,8 @@ def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
   return compile_s, per_interval, per_task_eval
 
 
-def bench_image(args) -> list[dict]:
-  if args.synthetic:
-    stream, data_note = split_cifar10(synthetic_cifar10()), "synthetic CIFAR-shaped data"
-  else:
-    stream, data_note = load_benchmark("split_cifar10", args.data_dir), "CIFAR-10"
-  if args.test_subset:
-    stream = subsample_test(stream, args.test_subset)
+def bench_image(args, rows: Rows) -> list[dict]:
+  stream, data_note = image_stream(args)
   config = configs.get_config("split_cifar10")
   overrides = {k: v for k, v in (("batch_size", args.batch_size),
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
@@ -189,8 +315,12 @@ def bench_image(args) -> list[dict]:
                                      **overrides)
   record = get_benchmark("split_cifar10")
   net, _ = network(stream, augment=record.augment if config.augment else None)
-  rows = []
   modes = [m.split(":") for m in args.modes.split(",")]
+  task1 = min(int(stream.test_task_ends[0]), train_config.eval_task1_limit or 10**9)
+  print(f"split_cifar10 ({data_note}), {args.optimizer}, batch {train_config.batch_size},"
+        f" Task-1 evaluation on {task1} images every iteration, all"
+        f" {len(stream.test_labels)} test images every {config.train.task_eval_every};"
+        f" best of {args.repeats}, {args.iterations} intervals per timing", flush=True)
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     keys = seed_keys(num_seeds)
     for loop, seed_axis in modes:
@@ -201,27 +331,335 @@ def bench_image(args) -> list[dict]:
       compile_s, t_interval, t_task_eval = time_image_mode(
           parts, keys, loop, seed_axis, args.iterations, args.repeats)
       per_iteration = t_interval + t_task_eval / config.train.task_eval_every
-      row = {"seeds": num_seeds, "loop": loop, "seed_axis": seed_axis,
-             "compile_s": round(compile_s, 1), "interval_s": round(t_interval, 3),
-             "task_eval_s": round(t_task_eval, 3),
-             "iterations_per_s": round(1 / per_iteration, 4),
-             "seed_iterations_per_s": round(num_seeds / per_iteration, 4)}
-      rows.append(row)
-      print(json.dumps(row), flush=True)
-  print(f"\nsplit_cifar10 ({data_note}), {args.optimizer}, batch"
-        f" {train_config.batch_size}, Task-1 evaluation on"
-        f" {min(int(stream.test_task_ends[0]), train_config.eval_task1_limit or 10**9)}"
-        " images every iteration, all"
-        f" {len(stream.test_labels)} test images every {config.train.task_eval_every};"
-        f" best of {args.repeats}, {args.iterations} intervals per timing:\n")
-  print("| seeds | loop | seeds run by | compile (s) | s / interval | s / all-task eval |"
+      rows.add({"seeds": num_seeds, "loop": loop, "seed_axis": seed_axis,
+                "batch_size": train_config.batch_size, "task1_images": task1,
+                "test_images": len(stream.test_labels),
+                "compile_s": round(compile_s, 1), "interval_s": round(t_interval, 3),
+                "task_eval_s": round(t_task_eval, 3),
+                "iterations_per_s": round(1 / per_iteration, 4),
+                "seed_iterations_per_s": round(num_seeds / per_iteration, 4),
+                "peak_rss_mb": peak_rss_mb()})
+  print("\n| seeds | loop | seeds run by | compile (s) | s / interval | s / all-task eval |"
         " iterations/s | seed-iterations/s |")
   print("|---:|---|---|---:|---:|---:|---:|---:|")
-  for r in rows:
+  for r in rows.rows:
     print(f"| {r['seeds']} | {r['loop']} | {r['seed_axis']} | {r['compile_s']} |"
           f" {r['interval_s']} | {r['task_eval_s']} | {r['iterations_per_s']} |"
           f" {r['seed_iterations_per_s']} |")
-  return rows
+  return rows.rows
+
+
+# --- Comparisons: one subprocess per run -------------------------------------
+
+
+def python_loop(parts, keys) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """The protocol as a per-step Python loop: one jitted call per eval interval
+  (with ``eval_every=1``: one training step and the Task-1 evaluation,
+  straight-line code when ``parts`` was made with ``unroll=True``), its
+  records read back to the host at once (as ``.item()`` does in PyTorch),
+  every task's test set every ``intervals_per_task_eval`` calls, the seeds one
+  after another. Returns curves shaped as :func:`ngm_jax.execution.train_seeds`'s
+  and ``{"compile_s", "run_s", "device_bytes"}`` (the largest of the compiled
+  functions' memory analyses)."""
+  data = parts.data
+  t0 = time.perf_counter()
+  init = jax.jit(lambda k, d: parts.init(k, d)).lower(keys[0], data).compile()
+  state = init(keys[0], data)
+  interval = jax.jit(lambda s, d: parts.eval_interval(s, d), donate_argnums=0
+                     ).lower(state, data).compile()
+  task_eval = jax.jit(lambda s, d: parts.task_eval(s, d)).lower(state, data).compile()
+  compile_s = time.perf_counter() - t0
+  device_bytes = max(program_bytes(c) or 0 for c in (init, interval, task_eval))
+  t1 = time.perf_counter()
+  seeds = []
+  for key in keys:
+    state = init(key, data)
+    steps, task1, per_task = [], [], []
+    for i in range(1, parts.num_intervals + 1):
+      state, (s, t) = interval(state, data)
+      s, t = jax.device_get((s, t))  # the host reads the metrics every iteration
+      steps.append(s)
+      task1.append(t)
+      if i % parts.intervals_per_task_eval == 0:
+        per_task.append(jax.device_get(task_eval(state, data)))
+    curves = {k: np.concatenate([np.reshape(r[k], -1) for r in steps]) for k in steps[0]}
+    curves.update({k: np.stack([r[k] for r in task1]) for k in task1[0]})
+    curves.update({k: np.stack([r[k] for r in per_task]) for k in per_task[0]})
+    curves["diverged_at"] = np.asarray(jax.device_get(state.diverged_at))
+    seeds.append(curves)
+  run_s = time.perf_counter() - t1
+  curves = {k: np.stack([c[k] for c in seeds]) for k in seeds[0]}
+  return curves, {"compile_s": compile_s, "run_s": run_s, "device_bytes": device_bytes}
+
+
+def shard_map_run(parts, keys, loop: str, devices: int):
+  """Seeds split over ``devices`` devices with ``jax.shard_map``: each device
+  runs its own seeds' program with no seed axis (its seeds written out one
+  after another as straight-line code: no vmap, so no grouped convolutions;
+  no loop over them), ``loop="scan"`` as one scanned program, ``"chunked"`` as
+  one compiled eval interval called from Python. A measurement against the
+  library's sharded program (an auto-partitioned vmap), not a library path.
+  Returns curves shaped as :func:`ngm_jax.execution.train_seeds`'s and
+  ``{"compile_s", "run_s", "device_bytes"}``."""
+  from jax.sharding import PartitionSpec  # pylint: disable=g-import-not-at-top
+  from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
+  from ngm_jax.train import _scanned  # pylint: disable=g-import-not-at-top
+  num_seeds = len(keys)
+  if num_seeds % devices:
+    raise ValueError(f"shard_map: {num_seeds} seeds do not divide over {devices} devices.")
+  mesh = sharding.run_mesh(devices)
+  runs, rep = PartitionSpec(sharding.RUNS), PartitionSpec()
+  data = sharding.replicate(jax.device_get(parts.data), mesh)
+  key_data = sharding.shard_runs(np.asarray(jax.random.key_data(keys)), mesh)
+
+  def each_seed(f):  # f(one seed's x, data) -> tree; on a device's [local, ...] shard
+    def local(xs, d):
+      outs = [f(jax.tree.map(lambda a, i=i: a[i], xs), d)
+              for i in range(jax.tree.leaves(xs)[0].shape[0])]
+      return jax.tree.map(lambda *a: jax.numpy.stack(a), *outs)
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(runs, rep), out_specs=runs,
+                                 check_vma=False))
+
+  t0 = time.perf_counter()
+  if loop == "scan":
+    train = _scanned(parts, None)
+    program = each_seed(lambda k, d: train(jax.random.wrap_key_data(k), d))
+    compiled = program.lower(key_data, data).compile()
+    compile_s, device_bytes = time.perf_counter() - t0, program_bytes(compiled)
+    t1 = time.perf_counter()
+    curves = jax.device_get(jax.block_until_ready(compiled(key_data, data)))
+    return curves, {"compile_s": compile_s, "run_s": time.perf_counter() - t1,
+                    "device_bytes": device_bytes}
+  init = each_seed(lambda k, d: parts.init(jax.random.wrap_key_data(k), d)
+                   ).lower(key_data, data).compile()
+  state = init(key_data, data)
+  interval = each_seed(lambda st, d: parts.eval_interval(st, d)).lower(state, data).compile()
+  task_eval = each_seed(lambda st, d: parts.task_eval(st, d)).lower(state, data).compile()
+  compile_s = time.perf_counter() - t0
+  device_bytes = max(program_bytes(c) or 0 for c in (init, interval, task_eval))
+  t1 = time.perf_counter()
+  steps, task1, per_task = [], [], []
+  for i in range(1, parts.num_intervals + 1):
+    state, (st, t) = interval(state, data)
+    steps.append(st)
+    task1.append(t)
+    if i % parts.intervals_per_task_eval == 0:
+      per_task.append(task_eval(state, data))
+  stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1), *jax.device_get(records))
+  steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+  curves = {k: v.reshape(num_seeds, -1) for k, v in {**steps, **task1}.items()}
+  curves.update(per_task)
+  curves["diverged_at"] = np.asarray(jax.device_get(state.diverged_at))
+  return curves, {"compile_s": compile_s, "run_s": time.perf_counter() - t1,
+                  "device_bytes": device_bytes}
+
+
+def parse_run(spec: str, num_seeds: int) -> tuple[str, str, int]:
+  """``"loop:seed_axis@devices"`` or ``"python@devices"`` (``@S``: one device
+  per seed) → ``(loop, seed_axis, devices)``; the Python loop is
+  ``("python", "sequential", 1)``."""
+  mode, _, devices = spec.partition("@")
+  devices = num_seeds if devices == "S" else int(devices or 1)
+  if mode == "python":
+    return "python", "sequential", devices
+  loop, _, seed_axis = mode.partition(":")
+  if loop not in ("scan", "chunked") or seed_axis not in ("vmap", "map", "sequential",
+                                                         "shard_map"):
+    raise ValueError(f"--runs: {spec!r}; give loop:seed_axis@devices (e.g. scan:vmap@2)"
+                     " or python@1.")
+  return loop, seed_axis, devices
+
+
+def compare_setup(args):
+  """The stream, config and network keyword arguments of a comparison run."""
+  if args.benchmark == "split_mnist":
+    stream = load_benchmark("split_mnist", args.data_dir)
+    if args.test_subset:
+      stream = subsample_test(stream, args.test_subset)
+    augment = None
+  else:
+    stream, _ = image_stream(args)
+    record = get_benchmark("split_cifar10")
+    augment = record.augment if configs.get_config("split_cifar10").augment else None
+  config = get_benchmark(args.benchmark).config
+  overrides = {k: v for k, v in (("iterations_per_task", args.iterations_per_task),
+                                 ("batch_size", args.batch_size),
+                                 ("eval_task1_limit", args.eval_task1_limit)) if v}
+  if "iterations_per_task" in overrides and (
+      overrides["iterations_per_task"] % config.task_eval_every):
+    overrides["task_eval_every"] = overrides["iterations_per_task"]
+  config = dataclasses.replace(config, **overrides)
+  net, _ = network(stream, augment=augment)
+  return stream, config, net, augment
+
+
+def compare_child(args) -> int:
+  """One comparison run (``--child SPEC``): writes ``row.json`` and
+  ``curves.npz`` into ``--child-out``."""
+  num_seeds = int(args.seeds)
+  loop, seed_axis, devices = parse_run(args.child, num_seeds)
+  stream, config, net, augment = compare_setup(args)
+  if loop == "python":
+    parts = make_train_parts(stream, args.optimizer, config, **net, unroll=True)
+    curves, timing = python_loop(parts, seed_keys(num_seeds))
+    runs = num_seeds
+  elif seed_axis == "shard_map":
+    parts = make_train_parts(stream, args.optimizer, config, **net, unroll=(loop == "chunked"))
+    curves, timing = shard_map_run(parts, seed_keys(num_seeds), loop, devices)
+    runs = num_seeds
+  else:
+    result = run_benchmark(stream, [args.optimizer], config, num_seeds=num_seeds,
+                           augment=augment, loop=loop, seed_axis=seed_axis,
+                           devices=devices, show_progress=False)
+    curves = result.curves[args.optimizer]
+    timing = result.meta["timings"][args.optimizer]
+    per_chunk = timing.get("runs_per_chunk", num_seeds)
+    runs = -(-per_chunk // devices) * devices * timing.get("chunks", 1)  # padded
+  iterations = stream.num_tasks * config.iterations_per_task
+  row = {"run": args.child, "loop": loop, "seed_axis": seed_axis, "devices": devices,
+         "device_count": jax.device_count(), "seeds": num_seeds,
+         "runs_computed": runs,  # with padding to a multiple of the devices
+         "iterations": iterations, "batch_size": config.batch_size,
+         "task1_images": int(curves_task1_size(stream, config)),
+         "test_images": len(stream.test_labels),
+         "compile_s": round(timing["compile_s"], 2), "run_s": round(timing["run_s"], 3),
+         "seed_iterations_per_s": round(num_seeds * iterations / timing["run_s"], 2),
+         "chunks": timing.get("chunks"), "device_bytes": timing.get("device_bytes"),
+         "peak_rss_mb": peak_rss_mb()}
+  out = Path(args.child_out)
+  np.savez(out / "curves.npz", **curves)
+  (out / "row.json").write_text(json.dumps(row) + "\n")
+  return 0
+
+
+def curves_task1_size(stream, config) -> int:
+  return min(int(stream.test_task_ends[0]), config.eval_task1_limit or 10**9)
+
+
+def compare_curves(curves: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict:
+  """Agreement with the reference run's curves: training records (and
+  accuracies) bitwise equal or not, and the largest absolute difference of
+  each curve."""
+  diffs = {k: float(np.max(np.abs(np.asarray(curves[k], np.float64)
+                                  - np.asarray(ref[k], np.float64)), initial=0.0))
+           for k in sorted(ref) if k in curves and np.shape(curves[k]) == np.shape(ref[k])}
+  same_shape = set(diffs) == set(ref) == set(curves)
+  bitwise = same_shape and all(np.array_equal(curves[k], ref[k])
+                               for k in TRAINING_CURVES if k in ref)
+  differs = [np.any(np.asarray(curves[k]) != np.asarray(ref[k]), axis=0)
+             for k in ("train_loss", "entropy", "gain") if k in ref and k in diffs]
+  first = np.flatnonzero(np.any(differs, axis=0)) if differs else []
+  return {"training_bitwise": bool(bitwise),
+          # the first iteration (1-based) whose training record differs in any seed
+          "first_training_difference": int(first[0]) + 1 if len(first) else None,
+          "all_bitwise": bool(same_shape and all(v == 0 for v in diffs.values())),
+          "max_abs_diff": max(diffs.values(), default=None) if same_shape else None,
+          "max_abs_diff_by_curve": diffs}
+
+
+def _child_command(args, spec: str, out: Path) -> list[str]:
+  cmd = [sys.executable, str(Path(__file__).resolve()), "--benchmark", args.benchmark,
+         "--optimizer", args.optimizer, "--seeds", str(args.seeds), "--child", spec,
+         "--child-out", str(out)]
+  for flag, value in (("--data-dir", args.data_dir), ("--iterations-per-task",
+                                                       args.iterations_per_task),
+                      ("--batch-size", args.batch_size), ("--test-subset", args.test_subset),
+                      ("--eval-task1-limit", args.eval_task1_limit),
+                      ("--synthetic-size", args.synthetic_size if args.synthetic else None)):
+    if value:
+      cmd += [flag, str(value)]
+  if args.synthetic:
+    cmd.append("--synthetic")
+  return cmd
+
+
+def compare(args, rows: Rows) -> list[dict]:
+  """Every run of ``--runs`` in its own subprocess, one after another; each
+  row compared with the first."""
+  num_seeds = int(args.seeds)
+  specs = args.runs.split(",")
+  fake = jax.default_backend() == "cpu"
+  ref = ref_curves = None
+  with tempfile.TemporaryDirectory() as tmp:
+    for n, spec in enumerate(specs):
+      _, _, devices = parse_run(spec, num_seeds)
+      env = dict(os.environ)
+      if fake:  # the device count is fixed when JAX starts
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                            f" --xla_force_host_platform_device_count={devices}").strip()
+        env["JAX_PLATFORMS"] = "cpu"
+      elif devices > jax.device_count():
+        print(f"{spec}: skipped, {jax.device_count()} devices here", flush=True)
+        continue
+      out = Path(tmp) / str(n)
+      out.mkdir()
+      t0 = time.perf_counter()
+      proc = subprocess.run(_child_command(args, spec, out), env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+      wall = time.perf_counter() - t0
+      if proc.returncode != 0:
+        raise RuntimeError(f"{spec} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+      row = json.loads((out / "row.json").read_text())
+      curves = dict(np.load(out / "curves.npz"))
+      if args.json:  # the curves beside the rows, for a closer look
+        folder = Path(args.json).with_name(Path(args.json).stem + "_curves")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = spec.replace(":", "_").replace("@", "_on_")
+        np.savez(folder / f"{n}_{name}.npz", **curves)
+      if ref is None:
+        ref, ref_curves = row, curves
+      row.update({
+          "process_wall_s": round(wall, 1),
+          "run_vs_first": round(row["run_s"] / ref["run_s"], 3),
+          "compile_vs_first": round(row["compile_s"] / ref["compile_s"], 3),
+          **compare_curves(curves, ref_curves)})
+      rows.add(row)
+  _print_compare(rows.rows, args)
+  return rows.rows
+
+
+def _mb(n):
+  return "—" if n is None else f"{n / 1e6:.1f}"
+
+
+def _print_compare(rows, args):
+  first = rows[0]["run"] if rows else ""
+  print(f"\n{args.benchmark}, {args.optimizer}, {rows[0]['seeds'] if rows else '?'} seeds x"
+        f" {rows[0]['iterations'] if rows else '?'} iterations, batch"
+        f" {rows[0]['batch_size'] if rows else '?'}; ratios against {first}:\n")
+  print("| run | devices | runs computed | compile (s) | run (s) | run ÷ first |"
+        " seed-iterations/s | device bytes (MB) | peak RSS (MB) | process (s) |"
+        " training bitwise | first differing iteration | max abs diff |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+  for r in rows:
+    diff = r["max_abs_diff"]
+    print(f"| {r['run']} | {r['devices']} | {r['runs_computed']} | {r['compile_s']} |"
+          f" {r['run_s']} | {r['run_vs_first']} | {r['seed_iterations_per_s']} |"
+          f" {_mb(r['device_bytes'])} | {r['peak_rss_mb']} | {r['process_wall_s']} |"
+          f" {'yes' if r['training_bitwise'] else 'no'} |"
+          f" {r['first_training_difference'] or '—'} |"
+          f" {'—' if diff is None else f'{diff:.2g}'} |")
+
+
+# --- CLI ---------------------------------------------------------------------
+
+
+def _apply_sizes(args) -> None:
+  """Fills the size flags left unset from the defaults of the chosen mode."""
+  if args.compare:
+    key = args.benchmark + ("_full" if args.full and args.benchmark != "split_mnist" else "")
+    sizes = COMPARE_SIZES[key]
+  elif args.benchmark == "split_cifar10":
+    sizes = IMAGE_SIZES["full" if args.full else "cpu"]
+  else:
+    sizes = {"seeds": "1,5", "repeats": 2}
+  for name, value in sizes.items():
+    if getattr(args, name, None) is None:
+      setattr(args, name, value)
+  if args.compare:
+    args.runs = args.runs.replace("@S", f"@{args.seeds}")
+  if args.repeats is None:
+    args.repeats = 2
 
 
 def main(argv=None) -> int:
@@ -232,36 +670,61 @@ def main(argv=None) -> int:
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--synthetic", action="store_true",
                       help="split_cifar10 on random CIFAR-shaped data (no dataset needed)")
+  parser.add_argument("--synthetic-size", default="50000,10000",
+                      help="TRAIN,TEST images of the synthetic data (default CIFAR-10's)")
   parser.add_argument("--optimizer", default="ngm_sgd")
-  parser.add_argument("--seeds", default="1,5", help="comma-separated seed counts")
-  parser.add_argument("--modes", default="scan:vmap,chunked:vmap,scan:map,chunked:map,"
-                      "scan:sequential,chunked:sequential",
+  parser.add_argument("--full", action="store_true",
+                      help="split_cifar10: the protocol's sizes, all modes (accelerators)")
+  parser.add_argument("--compare", action="store_true",
+                      help="compare ways of running (--runs), each in a subprocess")
+  parser.add_argument("--runs", default=None,
+                      help="--compare: comma-separated loop:seed_axis@devices or python@1"
+                           " (@S: one device per seed); the first is the reference")
+  parser.add_argument("--iterations-per-task", type=int, default=None,
+                      help="--compare: shorten the protocol")
+  parser.add_argument("--seeds", default=None, help="comma-separated seed counts")
+  parser.add_argument("--modes", default=None,
                       help="split_cifar10: comma-separated loop:seed_axis pairs")
-  parser.add_argument("--iterations", type=int, default=3,
+  parser.add_argument("--iterations", type=int, default=None,
                       help="split_cifar10: eval intervals per timing")
   parser.add_argument("--batch-size", type=int, default=None,
-                      help="split_cifar10: override the protocol's batch 256 (smoke tests)")
+                      help="split_cifar10: override the protocol's batch 256")
   parser.add_argument("--eval-task1-limit", type=int, default=None,
                       help="split_cifar10: Task-1 evaluation on the first N images only")
   parser.add_argument("--test-subset", type=int, default=None,
-                      help="split_cifar10: a fixed random subset of N test images per task")
+                      help="a fixed random subset of N test images per task")
   parser.add_argument("--data-as", default="argument",
                       help="split_mnist: comma-separated 'argument' (the library's way)"
                            " and/or 'constant' (data compiled into the program)")
-  parser.add_argument("--repeats", type=int, default=2,
+  parser.add_argument("--repeats", type=int, default=None,
                       help="timed runs per row, best kept (0: compile and measure memory only)")
-  parser.add_argument("--json", default=None, help="also write the rows here")
+  parser.add_argument("--json", default=None,
+                      help="also write the rows here (rewritten after every row)")
+  parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  if args.child:
+    return compare_child(args)
+  _apply_sizes(args)
 
   device = jax.devices()[0]
   print(f"{args.benchmark}: {device.platform} ({device.device_kind}), jax {jax.__version__}",
         flush=True)
-  rows = bench_mnist(args) if args.benchmark == "split_mnist" else bench_image(args)
-  if args.json:
-    Path(args.json).write_text(json.dumps(
-        {"benchmark": args.benchmark, "device": f"{device.platform}: {device.device_kind}",
-         "jax": jax.__version__, "optimizer": args.optimizer,
-         "synthetic": bool(args.synthetic), "rows": rows}, indent=2) + "\n")
+  header = {"benchmark": args.benchmark, "device": f"{device.platform}: {device.device_kind}",
+            "jax": jax.__version__, "optimizer": args.optimizer,
+            "synthetic": bool(args.synthetic),
+            "command": " ".join(["experiments/bench.py"] + list(sys.argv[1:] if argv is None
+                                                                else argv)),
+            "settings": {k: v for k, v in vars(args).items()
+                         if k not in ("json", "child", "child_out")}}
+  rows = Rows(args.json, header)
+  if args.compare:
+    compare(args, rows)
+  elif args.benchmark == "split_mnist":
+    bench_mnist(args, rows)
+  else:
+    bench_image(args, rows)
+  rows.close()
   return 0
 
 

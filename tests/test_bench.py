@@ -1,0 +1,99 @@
+"""experiments/bench.py on tiny data: the rows file, the sizes, the curve
+comparison, and one --compare (the per-step Python loop against the program
+sharded over 2 fake devices, each in a subprocess)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments import bench  # pylint: disable=g-import-not-at-top
+from tests.conftest import fake_mnist, write_mnist_idx
+
+
+def test_rows_file_is_rewritten_after_every_row(tmp_path):
+  path = tmp_path / "sub" / "rows.json"
+  rows = bench.Rows(str(path), {"benchmark": "x"})
+  assert json.loads(path.read_text()) == {"benchmark": "x", "complete": False, "rows": []}
+  rows.add({"a": 1})
+  assert json.loads(path.read_text())["rows"] == [{"a": 1}]
+  rows.add({"a": 2})
+  rows.close()
+  record = json.loads(path.read_text())
+  assert record["complete"] and record["rows"] == [{"a": 1}, {"a": 2}]
+
+
+def _args(*argv):
+  parser_args = dict(compare=False, full=False, benchmark="split_mnist", seeds=None,
+                     runs=None, repeats=None, modes=None, iterations=None, batch_size=None,
+                     test_subset=None, eval_task1_limit=None, iterations_per_task=None)
+  args = type("Args", (), parser_args)()
+  for k, v in zip(argv[::2], argv[1::2]):
+    setattr(args, k, v)
+  bench._apply_sizes(args)  # pylint: disable=protected-access
+  return args
+
+
+def test_sizes_cpu_default_full_and_overrides():
+  cpu = _args("benchmark", "split_cifar10")
+  assert (cpu.seeds, cpu.batch_size, cpu.test_subset, cpu.repeats) == ("2", 32, 100, 1)
+  assert cpu.modes.split(",") == ["chunked:sequential", "chunked:vmap", "scan:vmap"]
+  full = _args("benchmark", "split_cifar10", "full", True)
+  assert (full.seeds, full.batch_size, full.test_subset, full.repeats) == ("1,5", None, None, 2)
+  assert len(full.modes.split(",")) == 6
+  assert _args("benchmark", "split_cifar10", "batch_size", 8).batch_size == 8
+  conv = _args("benchmark", "split_cifar10", "compare", True)
+  assert "scan:vmap@2" in conv.runs.split(",")  # one device per seed
+  mnist = _args("compare", True)
+  assert mnist.runs.split(",")[0] == "scan:vmap@1" and mnist.iterations_per_task is None
+
+
+def test_parse_run():
+  assert bench.parse_run("scan:vmap@4", 5) == ("scan", "vmap", 4)
+  assert bench.parse_run("chunked:sequential", 5) == ("chunked", "sequential", 1)
+  assert bench.parse_run("python@1", 5) == ("python", "sequential", 1)
+  assert bench.parse_run("scan:vmap@S", 3) == ("scan", "vmap", 3)
+  assert bench.parse_run("chunked:shard_map@2", 2) == ("chunked", "shard_map", 2)
+  with pytest.raises(ValueError, match="loop:seed_axis@devices"):
+    bench.parse_run("scan:pmap@2", 2)
+
+
+def test_compare_curves():
+  ref = {"train_loss": np.array([[1.0, 2.0, 3.0]]), "task1_loss": np.array([[0.5, 0.5, 0.5]])}
+  same = bench.compare_curves(dict(ref), ref)
+  assert same["training_bitwise"] and same["all_bitwise"] and same["max_abs_diff"] == 0
+  assert same["first_training_difference"] is None
+  late = {**ref, "train_loss": np.array([[1.0, 2.0, 3.5]])}
+  got = bench.compare_curves(late, ref)
+  assert not got["training_bitwise"] and got["first_training_difference"] == 3
+  assert got["max_abs_diff"] == 0.5
+  loss_only = bench.compare_curves({**ref, "task1_loss": ref["task1_loss"] + 1e-7}, ref)
+  assert loss_only["training_bitwise"] and not loss_only["all_bitwise"]
+
+
+def test_compare_runs_each_way_in_a_subprocess(tmp_path, capsys):
+  """The Python loop and the program sharded over 2 fake devices, each in its
+  own process, on tiny data: the same curves within float rounding (bitwise
+  equality is not asserted: it depends on how XLA batches the seeds)."""
+  data_dir = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4,
+                                                              n_test_per_class=2))
+  out = tmp_path / "compare.json"
+  assert bench.main(["--compare", "--data-dir", str(data_dir), "--iterations-per-task", "2",
+                     "--batch-size", "4", "--seeds", "3", "--runs", "python@1,scan:vmap@2",
+                     "--json", str(out)]) == 0
+  record = json.loads(out.read_text())
+  assert record["complete"]
+  loop, sharded = record["rows"]
+  assert (loop["device_count"], sharded["device_count"]) == (1, 2)
+  assert loop["loop"] == "python" and loop["run_vs_first"] == 1.0
+  assert sharded["runs_computed"] == 4  # 3 seeds padded to a multiple of 2 devices
+  assert sharded["max_abs_diff"] <= 1e-5
+  assert loop["device_bytes"] > 0 and sharded["device_bytes"] > 0
+  assert sharded["peak_rss_mb"] > 0
+  saved = sorted(p.name for p in (tmp_path / "compare_curves").iterdir())
+  assert saved == ["0_python_on_1.npz", "1_scan_vmap_on_2.npz"]
+  assert "| scan:vmap@2 | 2 | 4 |" in capsys.readouterr().out
