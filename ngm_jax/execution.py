@@ -25,40 +25,73 @@ __all__ = ["LOOPS", "SEED_AXES", "default_execution", "resolve_execution", "trai
            "Segments", "SegmentDone", "Stopped", "host_carry_shape"]
 
 
-def default_execution(platform_name: str, convolutional: bool) -> tuple[str, str]:
+def default_execution(platform_name: str, convolutional: bool,
+                      devices: int = 1) -> tuple[str, str]:
   """``(loop, seed_axis)`` for ``loop="auto"`` / ``seed_axis="auto"``.
 
-  From the measurements in docs/results.md: on CPU the MLP runs fastest as
-  one scan with seeds vmapped. A convolutional network's training step runs
-  many times slower on XLA:CPU inside any loop (``lax.scan``, and so also
-  ``lax.map`` over seeds) and when vmapped over seeds (grouped
-  convolutions), so on CPU it is driven in compiled chunks, one seed's program
-  called per seed. On accelerators the whole run is one scan with vmapped
-  seeds (not measured here: no GPU was available).
+  From the measurements in docs/results.md ("Scaling out (issue 10)"): on
+  CPU the MLP runs fastest as one scan with seeds vmapped. A convolutional
+  network's training step runs many times slower on XLA:CPU inside any loop
+  (``lax.scan``, and so also ``lax.map`` over seeds) and when vmapped over
+  seeds (grouped convolutions), so on CPU it is driven in compiled chunks:
+  on one device one seed's program called per seed (``"sequential"``), on
+  several devices one seed per device (``"shard"``, no seed axis in the
+  program). Measured on the 2-core CPU split into 2 XLA devices (the ResNet,
+  2 seeds, ``experiments/bench.py --compare --benchmark split_cifar10
+  --synthetic``): chunked ``"shard"`` ran in 0.60x the time of chunked
+  ``"sequential"`` on one device, while the scanned, vmapped program sharded
+  over the same 2 devices took 10.3x. On accelerators the whole run is one
+  scan with vmapped seeds, sharded over the devices (not measured here: no
+  GPU was available).
+
+  Args:
+    platform_name: ``jax.default_backend()``, e.g. ``"cpu"``, ``"gpu"``.
+    convolutional: whether the network has convolutions.
+    devices: the devices the seeds are spread over (the mesh's size).
   """
   if platform_name == "cpu" and convolutional:
-    return "chunked", "sequential"
+    return ("chunked", "shard") if devices > 1 else ("chunked", "sequential")
   return "scan", "vmap"
 
 
-def resolve_execution(loop: str, seed_axis: str, convolutional: bool) -> tuple[str, str]:
+def resolve_execution(loop: str, seed_axis: str, convolutional: bool,
+                      devices: int = 1, platform_name: str | None = None) -> tuple[str, str]:
   """``loop`` and ``seed_axis`` with ``"auto"`` replaced (:func:`default_execution`).
 
+  Where one of the two is given, ``"auto"`` for the other picks what runs with
+  it on ``devices`` devices: ``seed_axis="vmap"`` on several devices runs as
+  one scan (the sharded program); ``loop="chunked"`` on several devices
+  shards its seeds one per device. ``platform_name`` defaults to
+  ``jax.default_backend()``.
+
   Raises:
-    ValueError: an unknown value, naming the allowed ones.
+    ValueError: an unknown value, naming the allowed ones; a combination
+      that cannot run on ``devices`` devices (on more than one, only
+      ``loop="scan", seed_axis="vmap"`` and ``seed_axis="shard"`` do).
   """
-  auto_loop, auto_axis = default_execution(jax.default_backend(), convolutional)
   if loop not in ("auto",) + LOOPS:
     raise ValueError(f"loop={loop!r}; choose from auto, {', '.join(LOOPS)}.")
   if seed_axis not in ("auto",) + SEED_AXES:
     raise ValueError(f"seed_axis={seed_axis!r}; choose from auto, {', '.join(SEED_AXES)}.")
-  return (auto_loop if loop == "auto" else loop,
-          auto_axis if seed_axis == "auto" else seed_axis)
+  auto_loop, auto_axis = default_execution(platform_name or jax.default_backend(),
+                                           convolutional, devices)
+  if loop == "auto" and seed_axis != "auto":
+    loop = "scan" if devices > 1 and seed_axis == "vmap" else auto_loop
+  elif seed_axis == "auto" and loop != "auto":
+    seed_axis = "shard" if devices > 1 and (loop, auto_axis) == ("chunked", "vmap") else auto_axis
+  else:
+    loop, seed_axis = (auto_loop, auto_axis) if loop == "auto" else (loop, seed_axis)
+  if devices > 1 and seed_axis != "shard" and (loop, seed_axis) != ("scan", "vmap"):
+    raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on {devices} devices: runs"
+                     " sharded over devices as loop='scan', seed_axis='vmap' (one program)"
+                     " or with seed_axis='shard' (one seed per device, either loop); or use"
+                     " devices=1.")
+  return loop, seed_axis
 
 
 #: How :func:`train_seeds` runs the loop and the seeds.
 LOOPS = ("scan", "chunked")
-SEED_AXES = ("vmap", "map", "sequential")
+SEED_AXES = ("vmap", "map", "sequential", "shard")
 
 
 def train_seeds(
@@ -89,7 +122,8 @@ def train_seeds(
       seed in turn from Python (no seed axis in the compiled code at all).
     progress: host callback with the iterations done so far (an int), after
       every per-task evaluation; with ``seed_axis="sequential"`` it counts
-      the iterations of every seed run so far (up to ``S·T``).
+      the iterations of every seed run so far (up to ``S·T``), with
+      ``"shard"`` those of every round (up to ``ceil(S / devices)·T``).
     hyperparams: ``{name: [S, ...]}``, per-seed values set by name in each
       seed's initial optimizer state (``init``'s ``hyperparams``), e.g. the
       gain schedule each seed of :func:`ngm_jax.gain.replayed_gain_sgd`
@@ -105,6 +139,8 @@ def train_seeds(
       mesh, ``loop="scan"``, ``seed_axis="vmap"``) is cut into segments
       between which it can be checkpointed, stopped and resumed
       (:class:`Segments`); its curves are bit for bit the single program's.
+      With ``seed_axis="shard"``: the devices the seeds are spread over
+      (default: every device, :func:`ngm_jax.sharding.run_mesh`).
     segments: for the run on a mesh, :class:`Segments`. The other drivers
       call only its ``on_segment`` (after every per-task evaluation of
       ``loop="chunked"``, after each seed or the whole program of
@@ -131,9 +167,13 @@ def train_seeds(
                        f" axis must be the {num_seeds} seeds.")
   if mesh is not None and (loop, seed_axis) == ("scan", "vmap"):
     return _sharded_scan(parts, keys, mesh, progress, hyperparams, memory_budget, segments)
+  if seed_axis == "shard":
+    return _sharded_rounds(parts, keys, loop, mesh, progress, hyperparams,
+                           segments.on_segment if segments is not None else None)
   if mesh is not None and (mesh.size > 1 or jax.process_count() > 1):
     raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on a mesh of {mesh.size}"
-                     " devices: only loop='scan', seed_axis='vmap' runs sharded.")
+                     " devices: only loop='scan', seed_axis='vmap' and seed_axis='shard'"
+                     " run sharded.")
   # "sequential" compiles one seed's program once and calls it per seed; its
   # progress restarts at each seed.
   # Each function takes the data first; the data are never batched over seeds.
@@ -514,3 +554,108 @@ def _sharded_scan(parts: TrainParts, keys: jax.Array, mesh: Any,
   return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1,
                   "chunks": len(starts), "runs_per_chunk": size,
                   "device_bytes": program_bytes(segment), "segments": calls}
+
+
+def _sharded_rounds(parts: TrainParts, keys: jax.Array, loop: str, mesh: Any,
+                    progress: Callable[[int], None] | None,
+                    hyperparams: Mapping[str, Any] | None,
+                    on_segment: Callable[[SegmentDone], bool] | None):
+  """:func:`train_seeds` with ``seed_axis="shard"``: one seed per device.
+
+  Every compiled function is one seed's (no vmap, so no grouped convolutions
+  on XLA:CPU), mapped over the ``("runs",)`` mesh with ``jax.shard_map``: each
+  device runs its seed's program on its shard of the PRNG keys and
+  hyperparameters, the data replicated. ``mesh.size`` seeds run at a time, in
+  rounds one after another (the last round padded with copies of the last
+  seed, dropped from the curves); ``loop="scan"`` runs a round as one scanned
+  program, ``"chunked"`` as compiled eval intervals called from Python.
+  """
+  from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
+
+  mesh = sharding.run_mesh() if mesh is None else mesh
+  size = mesh.size
+  per_run = {"key_data": np.asarray(jax.random.key_data(keys)),
+             "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
+  padded, num_runs = sharding.pad_runs(per_run, size)
+  rounds = len(padded["key_data"]) // size
+  data = sharding.replicate(jax.device_get(parts.data), mesh)
+  over_runs, replicated = PartitionSpec(sharding.RUNS), PartitionSpec()
+
+  def one_per_device(f, donate=False):
+    """``f(one run's tree, data)`` → a function of ``[size, ...]`` trees."""
+    def local(runs, d):  # this device's shard: one run
+      out = f(jax.tree.map(lambda a: a[0], runs), d)
+      return jax.tree.map(lambda a: a[None], out)
+    # check_vma off: leaves made from the data alone (the step count) are
+    # the same on every device but still come back as one row per run.
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(over_runs, replicated),
+                                 out_specs=over_runs, check_vma=False),
+                   donate_argnums=(0,) if donate else ())
+
+  def start(runs, d):
+    return parts.init(jax.random.wrap_key_data(runs["key_data"]), d, runs["hyperparams"])
+
+  round_runs = lambda r: sharding.shard_runs(
+      jax.tree.map(lambda a: a[r * size:(r + 1) * size], padded), mesh)
+  blocks_per_round = parts.num_intervals // parts.intervals_per_task_eval
+  total_blocks = blocks_per_round * rounds
+  t0 = time.perf_counter()
+  first = round_runs(0)
+  if loop == "scan":
+    train = _scanned(parts, None)
+    programs = [one_per_device(lambda runs, d: train(
+        jax.random.wrap_key_data(runs["key_data"]), d, runs["hyperparams"])
+                               ).lower(first, data).compile()]
+  else:
+    init_fn = one_per_device(start)
+    init = init_fn.lower(first, data).compile()
+    state_shape = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype,
+                                       sharding=NamedSharding(mesh, over_runs)),
+        jax.eval_shape(init_fn, first, data))
+    interval = one_per_device(lambda s, d: parts.eval_interval(s, d), donate=True
+                              ).lower(state_shape, data).compile()
+    task_eval = one_per_device(lambda s, d: parts.task_eval(s, d)
+                               ).lower(state_shape, data).compile()
+    programs = [init, interval, task_eval]
+  t1 = time.perf_counter()
+  report = progress if jax.process_index() == 0 else None
+  blocks_done = 0
+
+  def after_block(iterations_done):
+    nonlocal blocks_done
+    blocks_done += 1 if loop == "chunked" else blocks_per_round
+    if report is not None:
+      report(iterations_done)
+    if on_segment is not None and on_segment(SegmentDone(
+        blocks_done, total_blocks, iterations_done, time.perf_counter() - t1, None)):
+      raise Stopped(blocks_done, total_blocks, iterations_done)
+
+  outputs, done_before = [], 0  # iterations of the rounds finished
+  for r in range(rounds):
+    runs = first if r == 0 else round_runs(r)
+    if loop == "scan":
+      curves = sharding.gather(programs[0](runs, data))
+      after_block(done_before + curves["gain"].shape[-1])
+    else:
+      state = init(runs, data)
+      steps, task1, per_task = [], [], []
+      for i in range(1, parts.num_intervals + 1):
+        state, (s, t) = interval(state, data)
+        steps.append(s)
+        task1.append(t)
+        if i % parts.intervals_per_task_eval == 0:
+          per_task.append(task_eval(state, data))
+          after_block(done_before + int(np.max(sharding.gather(state.step))))
+      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1),
+                                           *sharding.gather(records))
+      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+      curves = {k: v.reshape(size, -1) for k, v in {**steps, **task1}.items()}
+      curves.update(per_task)
+      curves["diverged_at"] = np.asarray(sharding.gather(state.diverged_at))
+    outputs.append(curves)
+    done_before += curves["gain"].shape[-1]
+  curves = sharding.unpad_runs(jax.tree.map(lambda *a: np.concatenate(a), *outputs), num_runs)
+  return curves, {"compile_s": t1 - t0, "run_s": time.perf_counter() - t1,
+                  "device_bytes": max(program_bytes(p) or 0 for p in programs),
+                  "rounds": rounds}

@@ -223,7 +223,9 @@ def run_benchmark(
     devices: how many devices the seeds are split over (default: every
       device of every process). With more than one, each variant's seeds run
       as one scanned, vmapped program sharded over a ``("runs",)`` mesh
-      (:mod:`ngm_jax.sharding`); with several processes
+      (:mod:`ngm_jax.sharding`), or, with ``seed_axis="shard"`` (``"auto"``'s
+      choice for convolutional networks on CPU), one seed per device in
+      rounds of ``devices`` seeds; with several processes
       (``jax.distributed.initialize``), process 0 alone writes ``out``.
 
   Returns:
@@ -258,13 +260,7 @@ def run_benchmark(
     raise ValueError(f"seed_hyperparams for {', '.join(unknown)}: not among the variants"
                      f" ({', '.join(variants)}).")
   mesh = run_mesh(devices)
-  if mesh.size > 1 or jax.process_count() > 1:
-    if (loop, seed_axis) == ("auto", "auto"):
-      loop, seed_axis = "scan", "vmap"
-    elif (loop, seed_axis) != ("scan", "vmap"):
-      raise ValueError(f"loop={loop!r}, seed_axis={seed_axis!r} on {mesh.size} devices: the"
-                       " sharded run is loop='scan', seed_axis='vmap' (or devices=1).")
-  loop, seed_axis = resolve_execution(loop, seed_axis, convolutional)
+  loop, seed_axis = resolve_execution(loop, seed_axis, convolutional, devices=mesh.size)
   writer = jax.process_index() == 0
   if checkpoint_every_s is not None and (isinstance(checkpoint_every_s, bool)
                                          or not np.isfinite(checkpoint_every_s)
@@ -353,7 +349,8 @@ def run_benchmark(
         continue
       if _agreed_signal(stop) is not None:
         raise RunStopped(_agreed_signal(stop), work)
-      sequential = seed_axis == "sequential"
+      # Seeds one after another (sequential), or in rounds of one per device (shard).
+      passes = {"sequential": num_seeds, "shard": -(-num_seeds // mesh.size)}.get(seed_axis, 1)
       start_state, before = None, {}
       if pending is not None and pending[1]["variant"] == label:
         step, before = pending
@@ -363,7 +360,7 @@ def run_benchmark(
       saver = _Saver(label, n, total_blocks, blocks_per_task, total, num_seeds, stop,
                      checkpoints if checkpoint_every_s else None, checkpoint_every_s, before)
       done_before = before.get("iterations_done", 0)
-      bar = tqdm(total=total * (num_seeds if sequential else 1), unit="it", initial=done_before,
+      bar = tqdm(total=total * passes, unit="it", initial=done_before,
                  desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
                  disable=not (show_progress and writer))
       try:
@@ -383,7 +380,7 @@ def run_benchmark(
       meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
                                 "run_s": round(run_s, 2),
                                 "iterations_per_s": round(total / run_s, 2),
-                                **{k: timing[k] for k in ("chunks", "runs_per_chunk",
+                                **{k: timing[k] for k in ("chunks", "runs_per_chunk", "rounds",
                                                           "device_bytes") if k in timing}}
       if before:
         meta["timings"][label]["resumed_at_iteration"] = before["iterations_done"]
