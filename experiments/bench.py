@@ -61,8 +61,10 @@ with ``.item()``, the seeds one after another).
 Split CIFAR-10, short synthetic run (2 seeds, 2 iterations per task = 10
 iterations, batch 16, 50 test images per task): ``chunked:sequential`` (the
 CPU default), ``chunked:vmap``, ``scan:sequential`` and ``scan:vmap`` on one
-device, and ``scan:vmap`` sharded over 2 devices (one seed per device, the
-vmap of size 1 on each).
+device; ``scan:vmap`` sharded over 2 devices (one seed per device, the vmap
+of size 1 on each); and ``seed_axis="shard"`` chunked and scanned (one seed
+per device with ``jax.shard_map``, no vmap at all), the run ``auto`` picks
+for the ResNet on a CPU with several devices.
 
 Each row: compile and run time (``run_benchmark``'s timings, or the loop's),
 XLA's memory analysis of the compiled program per device (``device_bytes``:
@@ -95,7 +97,7 @@ from experiments import configs
 from ngm_jax.benchmarks import get as get_benchmark
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.data import ImageDataset
-from ngm_jax.execution import program_bytes
+from ngm_jax.execution import LOOPS, SEED_AXES, program_bytes
 from ngm_jax.runner import network, run_benchmark
 from ngm_jax.streams import split_cifar10, subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
@@ -119,7 +121,7 @@ COMPARE_SIZES = {
                     "eval_task1_limit": None},
     "split_cifar10": {"seeds": "2", "runs": "chunked:sequential@1,chunked:vmap@1,"
                                             "scan:sequential@1,scan:vmap@1,scan:vmap@S,"
-                                            "chunked:shard_map@S,scan:shard_map@S",
+                                            "chunked:shard@S,scan:shard@S",
                       "iterations_per_task": 2, "batch_size": 16, "test_subset": 50,
                       "eval_task1_limit": None},
     "split_cifar10_full": {"seeds": "5", "runs": "chunked:sequential@1,scan:vmap@1,"
@@ -392,68 +394,6 @@ def python_loop(parts, keys) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
   return curves, {"compile_s": compile_s, "run_s": run_s, "device_bytes": device_bytes}
 
 
-def shard_map_run(parts, keys, loop: str, devices: int):
-  """Seeds split over ``devices`` devices with ``jax.shard_map``: each device
-  runs its own seeds' program with no seed axis (its seeds written out one
-  after another as straight-line code: no vmap, so no grouped convolutions;
-  no loop over them), ``loop="scan"`` as one scanned program, ``"chunked"`` as
-  one compiled eval interval called from Python. A measurement against the
-  library's sharded program (an auto-partitioned vmap), not a library path.
-  Returns curves shaped as :func:`ngm_jax.execution.train_seeds`'s and
-  ``{"compile_s", "run_s", "device_bytes"}``."""
-  from jax.sharding import PartitionSpec  # pylint: disable=g-import-not-at-top
-  from ngm_jax import sharding  # pylint: disable=g-import-not-at-top
-  from ngm_jax.train import _scanned  # pylint: disable=g-import-not-at-top
-  num_seeds = len(keys)
-  if num_seeds % devices:
-    raise ValueError(f"shard_map: {num_seeds} seeds do not divide over {devices} devices.")
-  mesh = sharding.run_mesh(devices)
-  runs, rep = PartitionSpec(sharding.RUNS), PartitionSpec()
-  data = sharding.replicate(jax.device_get(parts.data), mesh)
-  key_data = sharding.shard_runs(np.asarray(jax.random.key_data(keys)), mesh)
-
-  def each_seed(f):  # f(one seed's x, data) -> tree; on a device's [local, ...] shard
-    def local(xs, d):
-      outs = [f(jax.tree.map(lambda a, i=i: a[i], xs), d)
-              for i in range(jax.tree.leaves(xs)[0].shape[0])]
-      return jax.tree.map(lambda *a: jax.numpy.stack(a), *outs)
-    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(runs, rep), out_specs=runs,
-                                 check_vma=False))
-
-  t0 = time.perf_counter()
-  if loop == "scan":
-    train = _scanned(parts, None)
-    program = each_seed(lambda k, d: train(jax.random.wrap_key_data(k), d))
-    compiled = program.lower(key_data, data).compile()
-    compile_s, device_bytes = time.perf_counter() - t0, program_bytes(compiled)
-    t1 = time.perf_counter()
-    curves = jax.device_get(jax.block_until_ready(compiled(key_data, data)))
-    return curves, {"compile_s": compile_s, "run_s": time.perf_counter() - t1,
-                    "device_bytes": device_bytes}
-  init = each_seed(lambda k, d: parts.init(jax.random.wrap_key_data(k), d)
-                   ).lower(key_data, data).compile()
-  state = init(key_data, data)
-  interval = each_seed(lambda st, d: parts.eval_interval(st, d)).lower(state, data).compile()
-  task_eval = each_seed(lambda st, d: parts.task_eval(st, d)).lower(state, data).compile()
-  compile_s = time.perf_counter() - t0
-  device_bytes = max(program_bytes(c) or 0 for c in (init, interval, task_eval))
-  t1 = time.perf_counter()
-  steps, task1, per_task = [], [], []
-  for i in range(1, parts.num_intervals + 1):
-    state, (st, t) = interval(state, data)
-    steps.append(st)
-    task1.append(t)
-    if i % parts.intervals_per_task_eval == 0:
-      per_task.append(task_eval(state, data))
-  stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1), *jax.device_get(records))
-  steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
-  curves = {k: v.reshape(num_seeds, -1) for k, v in {**steps, **task1}.items()}
-  curves.update(per_task)
-  curves["diverged_at"] = np.asarray(jax.device_get(state.diverged_at))
-  return curves, {"compile_s": compile_s, "run_s": time.perf_counter() - t1,
-                  "device_bytes": device_bytes}
-
-
 def parse_run(spec: str, num_seeds: int) -> tuple[str, str, int]:
   """``"loop:seed_axis@devices"`` or ``"python@devices"`` (``@S``: one device
   per seed) → ``(loop, seed_axis, devices)``; the Python loop is
@@ -463,8 +403,7 @@ def parse_run(spec: str, num_seeds: int) -> tuple[str, str, int]:
   if mode == "python":
     return "python", "sequential", devices
   loop, _, seed_axis = mode.partition(":")
-  if loop not in ("scan", "chunked") or seed_axis not in ("vmap", "map", "sequential",
-                                                         "shard_map"):
+  if loop not in LOOPS or seed_axis not in SEED_AXES:
     raise ValueError(f"--runs: {spec!r}; give loop:seed_axis@devices (e.g. scan:vmap@2)"
                      " or python@1.")
   return loop, seed_axis, devices
@@ -503,18 +442,17 @@ def compare_child(args) -> int:
     parts = make_train_parts(stream, args.optimizer, config, **net, unroll=True)
     curves, timing = python_loop(parts, seed_keys(num_seeds))
     runs = num_seeds
-  elif seed_axis == "shard_map":
-    parts = make_train_parts(stream, args.optimizer, config, **net, unroll=(loop == "chunked"))
-    curves, timing = shard_map_run(parts, seed_keys(num_seeds), loop, devices)
-    runs = num_seeds
   else:
     result = run_benchmark(stream, [args.optimizer], config, num_seeds=num_seeds,
                            augment=augment, loop=loop, seed_axis=seed_axis,
                            devices=devices, show_progress=False)
     curves = result.curves[args.optimizer]
     timing = result.meta["timings"][args.optimizer]
-    per_chunk = timing.get("runs_per_chunk", num_seeds)
-    runs = -(-per_chunk // devices) * devices * timing.get("chunks", 1)  # padded
+    if seed_axis == "shard":  # rounds of one seed per device
+      runs = timing["rounds"] * devices
+    else:
+      per_chunk = timing.get("runs_per_chunk", num_seeds)
+      runs = -(-per_chunk // devices) * devices * timing.get("chunks", 1)  # padded
   iterations = stream.num_tasks * config.iterations_per_task
   row = {"run": args.child, "loop": loop, "seed_axis": seed_axis, "devices": devices,
          "device_count": jax.device_count(), "seeds": num_seeds,

@@ -57,7 +57,7 @@ def test_parse_run():
   assert bench.parse_run("chunked:sequential", 5) == ("chunked", "sequential", 1)
   assert bench.parse_run("python@1", 5) == ("python", "sequential", 1)
   assert bench.parse_run("scan:vmap@S", 3) == ("scan", "vmap", 3)
-  assert bench.parse_run("chunked:shard_map@2", 2) == ("chunked", "shard_map", 2)
+  assert bench.parse_run("chunked:shard@2", 2) == ("chunked", "shard", 2)
   with pytest.raises(ValueError, match="loop:seed_axis@devices"):
     bench.parse_run("scan:pmap@2", 2)
 
