@@ -13,8 +13,10 @@ Measures, writing each result to OUT/gpu_check.json as soon as it is known
    augmentation, slim ResNet-18) on synthetic data in the real format (50,000
    + 10,000 images 32x32x3), five optimizers x five seeds (goal: under 5 min).
 3. The ResNet's seeds vmapped in one program against one seed's program called
-   per seed (sequential) and, with several devices, sharded over them (40
-   iterations per task: iterations per second is the figure).
+   per seed (sequential) and, with several devices, sharded over them: the
+   vmapped program split over the devices, and one seed per device
+   (``seed_axis="shard"``, no vmap) (40 iterations per task: iterations per
+   second is the figure).
 4. Split MNIST metrics at the default matmul precision (TF32 on recent NVIDIA
    GPUs) against ``jax.default_matmul_precision("highest")``.
 5. Peak device memory after each item (``memory_stats()["peak_bytes_in_use"]``,
@@ -130,6 +132,8 @@ def main(argv=None) -> int:
              "sequential": dict(loop="chunked", seed_axis="sequential", devices=1)}
     if jax.device_count() > 1:
       modes["sharded"] = dict(loop="scan", seed_axis="vmap", devices=jax.device_count())
+      modes["one_per_device"] = dict(loop="scan", seed_axis="shard",
+                                     devices=jax.device_count())
     rows = {}
     for name, how in modes.items():
       result = run_benchmark(cifar, ["ngm_sgd"], short, num_seeds=seeds,

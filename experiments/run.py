@@ -148,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="one scanned program, or compiled chunks driven from Python"
                         " (auto: by backend and model)")
   run.add_argument("--seed-axis", choices=("auto",) + SEED_AXES, default="auto",
-                   help="seeds vmapped, or one after another (auto: by backend and model)")
+                   help="seeds vmapped, mapped, one after another, or one per device"
+                        " (shard) (auto: by backend, model and device count)")
   run.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in --out (kept until the new one has finished)")
   run.add_argument("--resume", action="store_true",

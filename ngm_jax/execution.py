@@ -14,7 +14,6 @@ import time
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
