@@ -212,8 +212,10 @@ def run_benchmark(
       every variant, on a stop, and at most this many seconds of training
       apart; None or 0: no checkpoints (a stopped variant then restarts).
       Checkpoints are written by the scanned, vmapped run (the default for
-      MLPs and on accelerators); the other loops stop after the current
-      evaluation and restart the variant they stopped in.
+      MLPs); the other ways of running (the default for the convolutional
+      benchmark networks, :func:`ngm_jax.execution.default_execution`) stop
+      after the current evaluation, or the current seed's scan, and restart
+      the variant they stopped in.
     loop, seed_axis: how to run (:func:`ngm_jax.execution.train_seeds`), or
       ``"auto"`` (:func:`ngm_jax.execution.default_execution`).
     show_progress: a progress bar per optimizer.
@@ -224,7 +226,7 @@ def run_benchmark(
       device of every process). With more than one, each variant's seeds run
       as one scanned, vmapped program sharded over a ``("runs",)`` mesh
       (:mod:`ngm_jax.sharding`), or, with ``seed_axis="shard"`` (``"auto"``'s
-      choice for convolutional networks on CPU), one seed per device in
+      choice for the convolutional networks), one seed per device in
       rounds of ``devices`` seeds; with several processes
       (``jax.distributed.initialize``), process 0 alone writes ``out``.
 
