@@ -50,3 +50,45 @@ def test_resolve_execution_names_what_cannot_run(loop, seed_axis, message):
     resolve_execution(loop, seed_axis, True, 2, "cpu")
   if "devices" in message:
     assert "seed_axis='shard'" in str(info.value) and "devices=1" in str(info.value)
+
+
+def test_batched_outputs_reads_vmaps_own_flags_in_one_trace():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ngm_jax.execution import _batched_outputs  # pylint: disable=g-import-not-at-top
+
+  x, c = np.ones((3, 2), np.float32), np.float32(1.0)
+  assert _batched_outputs(lambda x, c: (2 * x, c + 1, jnp.zeros(4)), (0, None), x, c) == [
+      True, False, False]
+  # No output batched: vmap never calls the rule.
+  assert _batched_outputs(lambda x, c: (c, c), (0, None), x, c) == [False, False]
+
+  def loop(carry):  # n stays unbatched alone; mixed with the batched a it does not
+    def body(s, _):
+      a, n, m = s
+      return (a + 1, n + 1, m + a.sum()), None
+    return jax.lax.scan(body, carry, None, length=2)[0]
+
+  carry = (x, np.float32(0), np.float32(0))
+  assert _batched_outputs(loop, ((0, None, None),), carry) == [True, False, True]
+
+
+def test_shared_leaves_are_adams_count_and_the_step():
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ngm_jax import streams  # pylint: disable=g-import-not-at-top
+  from ngm_jax.execution import _shared_leaves  # pylint: disable=g-import-not-at-top
+  from ngm_jax.train import TrainConfig, make_train_parts, seed_keys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import fake_mnist  # pylint: disable=g-import-not-at-top
+
+  stream = streams.split_mnist(fake_mnist(n_train_per_class=4, n_test_per_class=2))
+  parts = make_train_parts(stream, "adam", TrainConfig(iterations_per_task=2, batch_size=4,
+                                                      task_eval_every=2))
+  runs = {"key_data": np.asarray(jax.random.key_data(seed_keys(3))), "hyperparams": {}}
+  shared = _shared_leaves(parts, parts.data, runs)
+  carry = jax.eval_shape(lambda k: parts.init(k, parts.data), seed_keys(1)[0])
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(carry)]
+  names = [p for p, s in zip(paths, shared) if s]
+  assert len(paths) == len(shared) and len(names) == 2, names
+  assert any("count" in n for n in names) and any(n.endswith(".step") for n in names), names
