@@ -230,24 +230,15 @@ def train_seeds(
                         ).lower(data, states[0]).compile()
     t1 = time.perf_counter()
     outputs = []
+
+    def after_block(step):
+      report(step)
+      check_stop(step)
+
     for state in states:
-      steps, task1, per_task = [], [], []
-      for i in range(1, parts.num_intervals + 1):
-        state, (s, t) = interval(data, state)
-        steps.append(s)
-        task1.append(t)
-        if i % parts.intervals_per_task_eval == 0:
-          per_task.append(task_eval(data, state))
-          report(jax.device_get(state.step))
-          check_stop(jax.device_get(state.step))
-      axis = 0 if seed_axis == "sequential" else 1  # the interval axis
-      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis),
-                                           *jax.device_get(records))
-      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
-      lead = steps["gain"].shape[:axis]
-      curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
-      curves.update(per_task)
-      curves["diverged_at"] = np.asarray(jax.device_get(state.diverged_at))
+      curves = _drive_intervals(parts, state, lambda st: interval(data, st),
+                                lambda st: task_eval(data, st), after_block,
+                                axis=0 if seed_axis == "sequential" else 1)
       outputs.append(curves)
       done_before[0] += curves["gain"].shape[-1]
   if seed_axis == "sequential":
@@ -256,6 +247,33 @@ def train_seeds(
     curves = outputs[0]
   t2 = time.perf_counter()
   return curves, {"compile_s": t1 - t0, "run_s": t2 - t1}
+
+
+def _drive_intervals(parts: TrainParts, state: Any, interval: Callable, task_eval: Callable,
+                     after_block: Callable[[Any], None], axis: int,
+                     fetch: Callable[[Any], Any] = jax.device_get) -> dict[str, np.ndarray]:
+  """The chunked loop for one state: ``interval(state) -> (state, records)``
+  called ``parts.num_intervals`` times, ``task_eval(state)`` and
+  ``after_block(step)`` (the state's ``step``, fetched) after every
+  per-task-eval block. Returns the curves, the interval records stacked on
+  ``axis`` (0: one run; 1: after a leading runs axis) and ``fetch``ed to
+  NumPy (``jax.device_get``, or :func:`ngm_jax.sharding.gather` for global
+  arrays)."""
+  steps, task1, per_task = [], [], []
+  for i in range(1, parts.num_intervals + 1):
+    state, (s, t) = interval(state)
+    steps.append(s)
+    task1.append(t)
+    if i % parts.intervals_per_task_eval == 0:
+      per_task.append(task_eval(state))
+      after_block(fetch(state.step))
+  stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=axis), *fetch(records))
+  steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
+  lead = steps["gain"].shape[:axis]
+  curves = {k: v.reshape(lead + (-1,)) for k, v in {**steps, **task1}.items()}
+  curves.update(per_task)
+  curves["diverged_at"] = np.asarray(fetch(state.diverged_at))
+  return curves
 
 
 def program_bytes(compiled: Any) -> int | None:
@@ -663,21 +681,11 @@ def _sharded_rounds(parts: TrainParts, keys: jax.Array, loop: str, mesh: Any,
       curves = sharding.gather(programs[0](runs, data))
       after_block(done_before + curves["gain"].shape[-1])
     else:
-      state = init(runs, data)
-      steps, task1, per_task = [], [], []
-      for i in range(1, parts.num_intervals + 1):
-        state, (s, t) = interval(state, data)
-        steps.append(s)
-        task1.append(t)
-        if i % parts.intervals_per_task_eval == 0:
-          per_task.append(task_eval(state, data))
-          after_block(done_before + int(np.max(sharding.gather(state.step))))
-      stack = lambda records: jax.tree.map(lambda *a: np.stack(a, axis=1),
-                                           *sharding.gather(records))
-      steps, task1, per_task = stack(steps), stack(task1), stack(per_task)
-      curves = {k: v.reshape(size, -1) for k, v in {**steps, **task1}.items()}
-      curves.update(per_task)
-      curves["diverged_at"] = np.asarray(sharding.gather(state.diverged_at))
+      curves = _drive_intervals(
+          parts, init(runs, data), lambda st: interval(st, data),
+          lambda st: task_eval(st, data),
+          lambda step, before=done_before: after_block(before + int(np.max(step))),
+          axis=1, fetch=sharding.gather)
     outputs.append(curves)
     done_before += curves["gain"].shape[-1]
   curves = sharding.unpad_runs(jax.tree.map(lambda *a: np.concatenate(a), *outputs), num_runs)
