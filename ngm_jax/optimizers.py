@@ -15,16 +15,18 @@ same way.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import optax
 
 from ngm_jax.gain import gain_modulation, gain_of, gain_scaled_sgd, ngm_sgd, replayed_gain_sgd
+from ngm_jax.mitigations import ema_params, ema_sgd, warmup_sgd
 
 __all__ = [
     "Optimizer",
     "OPTIMIZERS",
+    "MITIGATIONS",
     "ABLATIONS",
     "OPTIMIZER_NAMES",
     "builtin",
@@ -36,7 +38,19 @@ __all__ = [
 ]
 
 #: The paper's comparison, in its order (the default set of every benchmark).
-OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd")
+#: The constant-gain control ``g0_sgd`` is not in it: at its default
+#: ``const_gain=1`` it is plain SGD, bit for bit. Run it at NGM-SGD's
+#: time-averaged gain (``experiments/ablations.py``) or tuned
+#: (:func:`ngm_jax.tuning.tune`).
+OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam")
+#: Known stability-gap mitigations beside NGM (:mod:`ngm_jax.mitigations`):
+#: SGD evaluated with an exponential moving average of its weights, and SGD
+#: with a learning-rate warm-up after each (oracle) task boundary.
+MITIGATIONS = ("ema_sgd", "warmup_sgd")
+#: Default EMA decay and warm-up length of the built-ins (tuned by
+#: :func:`ngm_jax.tuning.tune`).
+EMA_DECAY = 0.99
+WARMUP_STEPS = 20.0
 #: Ablations: the gain as a step-size schedule only (``entropy_lr_sgd``, its
 #: own gain; ``replayed_lr_sgd``, a recorded NGM gain replayed), oracle
 #: optimizer-state resets at task boundaries (``*_reset``), and the gain on top
@@ -44,7 +58,7 @@ OPTIMIZERS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd")
 ABLATIONS = ("entropy_lr_sgd", "replayed_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
              "ngm_adam")
 #: Every name :func:`make_optimizer` accepts.
-OPTIMIZER_NAMES = OPTIMIZERS + ("ngm_sgd_plain",) + ABLATIONS
+OPTIMIZER_NAMES = OPTIMIZERS + ("g0_sgd", "ngm_sgd_plain") + MITIGATIONS + ABLATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +75,17 @@ class Optimizer:
       (NGM). False: the raw weights whatever the gain, so the gain only
       scales the step (``entropy_lr_sgd``, ``replayed_lr_sgd``).
     name: the built-in name, or None for a user's transformation.
+    eval_params: None (evaluate the trained weights), or ``(params,
+      opt_state) -> params`` giving the weights to evaluate, e.g.
+      :func:`ngm_jax.mitigations.ema_params` (the averaged weights). Training
+      always uses the trained weights.
   """
 
   tx: optax.GradientTransformationExtraArgs
   reset_at_task_boundaries: bool = False
   reparameterise: bool = True
   name: str | None = None
+  eval_params: Callable[[Any, Any], Any] | None = None
 
   def __post_init__(self):
     if not (hasattr(self.tx, "init") and hasattr(self.tx, "update")):
@@ -79,11 +98,14 @@ def training_options(name: str) -> dict[str, bool]:
   :class:`Optimizer` other than ``tx``): ``reparameterise=False`` for
   ``entropy_lr_sgd`` and ``replayed_lr_sgd`` (the gain sets the step size
   only), ``reset_at_task_boundaries=True`` for the oracle ``*_reset``
-  ablations (they use task identity)."""
+  ablations (they use task identity), ``eval_params=ema_params`` for
+  ``ema_sgd`` (evaluated with the averaged weights)."""
   if name in ("entropy_lr_sgd", "replayed_lr_sgd"):
     return {"reparameterise": False}
   if name.endswith("_reset"):
     return {"reset_at_task_boundaries": True}
+  if name == "ema_sgd":
+    return {"eval_params": ema_params}
   return {}
 
 
@@ -99,7 +121,8 @@ def builtin(name: str, config: Any, gain_mask: Any = None) -> Optimizer:
   tx = make_optimizer(
       name, learning_rate=config.learning_rate, gamma=config.gamma, g0=config.g0,
       eta=config.eta, const_gain=config.const_gain,
-      backbone_momentum=config.backbone_momentum, gain_mask=gain_mask)
+      backbone_momentum=config.backbone_momentum, gain_mask=gain_mask,
+      iterations_per_task=config.iterations_per_task)
   return Optimizer(tx, name=name, **training_options(name))
 
 
@@ -162,6 +185,10 @@ def make_optimizer(
     const_gain: float = 1.0,
     backbone_momentum: float | None = None,
     gain_mask: Any = None,
+    momentum: float = 0.9,
+    ema_decay: float = EMA_DECAY,
+    warmup_steps: float = WARMUP_STEPS,
+    iterations_per_task: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """One of the paper's optimizers; every one accepts ``entropy=`` in update.
 
@@ -178,7 +205,10 @@ def make_optimizer(
       :func:`ngm_jax.train.train_seeds`), ``msgd_reset`` and ``adam_reset``
       (MSGD and Adam, to be trained with the options of
       :func:`training_options`), ``ngm_msgd`` and ``ngm_adam`` (the gain
-      chained in front of MSGD and Adam).
+      chained in front of MSGD and Adam); the :data:`MITIGATIONS`:
+      ``ema_sgd`` (SGD, evaluated with the weights' moving average,
+      :func:`ngm_jax.mitigations.ema_sgd`) and ``warmup_sgd`` (SGD with a
+      warm-up after each task boundary, :func:`ngm_jax.mitigations.warmup_sgd`).
     learning_rate: step size on the raw weights.
     gamma, g0, eta: the gain dynamics of ``ngm_sgd`` (see
       :func:`ngm_jax.gain.gain_modulation`).
@@ -188,6 +218,11 @@ def make_optimizer(
       (the backbone) get SGD with this momentum (:func:`partition_by_gain`).
     gain_mask: which parameters carry the gain; needed with
       ``backbone_momentum``.
+    momentum: the momentum of ``msgd``, ``msgd_reset`` and ``ngm_msgd``.
+    ema_decay: the moving average's decay of ``ema_sgd``.
+    warmup_steps: the warm-up length of ``warmup_sgd`` (iterations).
+    iterations_per_task: the task length ``warmup_sgd`` needs (its oracle
+      boundary signal).
 
   Raises:
     ValueError: for an unknown name (the message lists the known ones), a bad
@@ -212,13 +247,21 @@ def make_optimizer(
   if name == "replayed_lr_sgd":
     return replayed_gain_sgd(learning_rate, [g0])  # validates g0 as gains[0]
   if name in ("ngm_msgd", "ngm_adam"):
-    inner = (optax.sgd(learning_rate, momentum=0.9) if name == "ngm_msgd"
+    inner = (optax.sgd(learning_rate, momentum=momentum) if name == "ngm_msgd"
              else optax.adam(learning_rate))
     return optax.chain(gain_modulation(gamma=gamma, g0=g0, eta=eta), inner)
+  if name == "ema_sgd":
+    return optax.with_extra_args_support(ema_sgd(learning_rate, ema_decay))
+  if name == "warmup_sgd":
+    if iterations_per_task is None:
+      raise ValueError("make_optimizer('warmup_sgd') needs iterations_per_task, the task"
+                       " length its boundary warm-up uses.")
+    return optax.with_extra_args_support(
+        warmup_sgd(learning_rate, warmup_steps, iterations_per_task=iterations_per_task))
   if name == "sgd":
     tx = optax.sgd(learning_rate)
   elif name in ("msgd", "msgd_reset"):
-    tx = optax.sgd(learning_rate, momentum=0.9)
+    tx = optax.sgd(learning_rate, momentum=momentum)
   elif name in ("adam", "adam_reset"):
     tx = optax.adam(learning_rate)
   else:

@@ -161,6 +161,7 @@ def run_benchmark(
     devices: int | None = None,
     resume: bool = False,
     checkpoint_every_s: float | None = 60.0,
+    seeds: Sequence[int] | None = None,
 ) -> results.Result:
   """Trains every optimizer on seeds ``0..num_seeds-1``; returns the arrays.
 
@@ -216,6 +217,9 @@ def run_benchmark(
       benchmark networks, :func:`ngm_jax.execution.default_execution`) stop
       after the current evaluation, or the current seed's scan, and restart
       the variant they stopped in.
+    seeds: the seeds to run instead of ``0..num_seeds-1`` (a seed may repeat,
+      e.g. the same seeds for every configuration of a search); ``num_seeds``
+      is then ``len(seeds)``.
     loop, seed_axis: how to run (:func:`ngm_jax.execution.train_seeds`), or
       ``"auto"`` (:func:`ngm_jax.execution.default_execution`).
     show_progress: a progress bar per optimizer.
@@ -245,6 +249,13 @@ def run_benchmark(
     ngm_jax.checkpoint.RunStopped: SIGINT/SIGTERM stopped the run (with
       ``out``); what was done is saved and ``resume=True`` continues it.
   """
+  if seeds is not None:
+    seeds = list(seeds)
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))
+           or s < 0]
+    if not seeds or bad:
+      raise ValueError(f"seeds={seeds!r}: must be a non-empty list of integers >= 0.")
+    num_seeds = len(seeds)
   if isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
     raise ValueError(f"num_seeds={num_seeds!r}: must be an integer >= 1.")
   if config is None:
@@ -281,7 +292,8 @@ def run_benchmark(
 
   data = train_data(stream)
   num_seeds = int(num_seeds)
-  keys = seed_keys(num_seeds)
+  seeds = [int(s) for s in seeds] if seeds is not None else list(range(num_seeds))
+  keys = seed_keys(seeds)
   total = stream.num_tasks * config.iterations_per_task
   parts = {label: make_train_parts(
       stream, spec, variant_config, **net, sampler=sampler, data=data,
@@ -305,7 +317,7 @@ def run_benchmark(
                   "reset_at_task_boundaries": spec.reset_at_task_boundaries,
                   "reparameterise": spec.reparameterise}
           for label, (spec, variant_config, description) in variants.items()},
-      "seeds": list(range(num_seeds)),
+      "seeds": seeds,
       "seed_hyperparams": {label: {name: list(np.shape(v)) for name, v in hp.items()}
                            for label, hp in seed_hyperparams.items()},
       "task1_eval_size": task1_eval_size(stream, config),

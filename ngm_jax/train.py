@@ -209,9 +209,11 @@ def make_train_parts(
   def evaluate(state: TrainState, images, labels):
     """Per-example correctness and loss ``[N]`` of the network as it is now."""
     gain = current_gain(state.opt_state)
+    params = (state.params if spec.eval_params is None
+              else spec.eval_params(state.params, state.opt_state))
 
     def chunk(xy):
-      logits, _ = forward(state.params, state.model_state, gain, xy[0], False)
+      logits, _ = forward(params, state.model_state, gain, xy[0], False)
       losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
       return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
 
@@ -254,6 +256,9 @@ def make_train_parts(
     hyperparams = dict(hyperparams or {})
     if hyperparams:
       opt_state = optax.tree.set(opt_state, **hyperparams)
+      start = next((hyperparams[k] for k in _INITIAL_GAIN if k in hyperparams), None)
+      if start is not None and gain_of(opt_state, default=None) is not None:
+        opt_state = set_gain(opt_state, start)
     return TrainState(params, model_state, opt_state, sampler.init(sampler_key),
                       loop_key, jnp.zeros((), jnp.int32), hyperparams,
                       jnp.full((), -1, jnp.int32))
@@ -269,6 +274,11 @@ def make_train_parts(
       optimizer=spec,
       model=net,
   )
+
+
+#: Injected hyperparameters that also set the initial gain: the gain starts
+#: at the resting gain g0 (``ngm_sgd``), or at the constant gain (``g0_sgd``).
+_INITIAL_GAIN = ("g0", "const_gain")
 
 
 def _first_divergence(state: TrainState, loss: jax.Array, gain: jax.Array) -> jax.Array:

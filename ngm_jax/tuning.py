@@ -1,0 +1,276 @@
+"""Tuning every method at the same budget, on validation data, then testing it.
+
+:func:`tune` gives each method exactly ``budget`` configurations of its search
+space (:mod:`ngm_jax.search`) and trains them, ``search_seeds`` seeds each, on
+a validation split carved from each task's training data
+(:mod:`ngm_jax.validation`). A method's whole search is one
+:func:`ngm_jax.runner.run_benchmark` variant: configurations × seeds on the
+runs axis, each run's hyperparameters set in its optimizer state
+(``optax.inject_hyperparams``), sharded and chunked like any run. The
+configuration with the best validation objective (mean over the search
+seeds) is selected, then trained again with fresh seeds on the full
+training data and evaluated on the test set. The search never sees a test
+row: the search stream does not hold one.
+
+Files in ``out``: ``tuning.json`` (budget, objective, the validation split,
+and per method its space, every trial's hyperparameters and validation
+metrics, the selected configuration), ``search/<label>/`` (each search's
+run), and the final run's ``run.json``, ``curves.npz``, ``metrics.json``,
+``table.md``, figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from ngm_jax import benchmarks, results
+from ngm_jax.metrics import task1_metrics
+from ngm_jax.placement import Placement, gain_mask
+from ngm_jax.runner import network, run_benchmark
+from ngm_jax.search import Tunable, builtin_tunable, configurations
+from ngm_jax.streams import TaskStream
+from ngm_jax.train import TrainConfig
+from ngm_jax.validation import validation_split
+
+__all__ = ["OBJECTIVES", "tune", "trial_metrics", "select"]
+
+#: Objective name → True if larger is better. Computed on the validation
+#: curves: the Task-1 metrics of :func:`ngm_jax.metrics.task1_metrics` and the
+#: final accuracy over all tasks (``final_acc``).
+OBJECTIVES = {"wc_acc": True, "avg_acc": True, "avg_min_acc": True, "avg_sg": False,
+              "final_acc": True}
+#: The first seed of the final runs: fresh seeds, never used by a search.
+FINAL_SEED_START = 1000
+
+
+def _check_int(what: str, value: Any, low: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ValueError(f"{what}={value!r}: must be an integer >= {low}.")
+  return int(value)
+
+
+def trial_metrics(curves: Mapping[str, np.ndarray], num_tasks: int, budget: int,
+                  search_seeds: int) -> dict[str, np.ndarray]:
+  """Validation metrics of every run of a search → ``{metric: [budget, seeds]}``.
+
+  Args:
+    curves: the search's curves, runs ordered configuration-major
+      (``run = c·search_seeds + s``): ``task1_acc`` ``[R, P]``, ``task_acc``
+      ``[R, P_all, K]``, ``diverged_at`` ``[R]``.
+    num_tasks: K.
+    budget, search_seeds: ``R = budget · search_seeds``.
+
+  Returns:
+    Fractions; a diverged run's metrics are NaN (the run counts as failed).
+  """
+  task1 = np.asarray(curves["task1_acc"], np.float64)
+  values = task1_metrics(task1, num_tasks)
+  out = {name: values[name] for name in OBJECTIVES if name in values}
+  out["final_acc"] = np.asarray(curves["task_acc"], np.float64)[:, -1, :].mean(-1)
+  diverged = np.asarray(curves.get("diverged_at", np.full(len(task1), -1))) >= 0
+  shape = (budget, search_seeds)
+  return {k: np.where(diverged, np.nan, v).reshape(shape) for k, v in out.items()}
+
+
+def select(per_trial: Mapping[str, np.ndarray], objective: str) -> int:
+  """The index of the best trial by ``objective``'s mean over seeds; a trial
+  with a NaN seed (diverged, or the metric undefined) ranks last; ties are
+  broken by the final accuracy over all tasks, then by order."""
+  def score(name):
+    mean = np.asarray(per_trial[name], np.float64).mean(axis=1)
+    return np.where(np.isfinite(mean), mean if OBJECTIVES[name] else -mean, -np.inf)
+
+  primary, secondary = score(objective), score("final_acc")
+  best = np.flatnonzero(primary == primary.max())
+  return int(best[np.argmax(secondary[best])])
+
+
+def _mean_json(values: np.ndarray) -> dict[str, Any]:
+  """``{metric: {"mean", "per_seed"}}`` of one trial, JSON-ready."""
+  finite = lambda x: None if not np.isfinite(x) else float(x)
+  return {"mean": finite(np.mean(values)), "per_seed": [finite(v) for v in values]}
+
+
+def _resolve(optimizers: Sequence[Any] | Mapping[str, Any], config: TrainConfig,
+             mask: Callable[[Any], Any]) -> dict[str, Tunable]:
+  if isinstance(optimizers, (str, bytes)) or not isinstance(optimizers, (Sequence, Mapping)):
+    raise TypeError(f"optimizers={optimizers!r}: give built-in names or {{label: name or"
+                    " ngm_jax.search.Tunable}.")
+  if not isinstance(optimizers, Mapping):
+    optimizers = {name: name for name in optimizers}
+  if not optimizers:
+    raise ValueError("optimizers is empty; give at least one.")
+  out = {}
+  for label, value in optimizers.items():
+    if isinstance(value, str):
+      value = builtin_tunable(value, config, mask)
+    if not isinstance(value, Tunable):
+      raise TypeError(f"optimizers[{label!r}]={value!r}: expected a built-in name or an"
+                      " ngm_jax.search.Tunable (a factory with its search space).")
+    out[label] = value
+  return out
+
+
+def tune(
+    stream: TaskStream,
+    optimizers: Sequence[Any] | Mapping[str, Any],
+    config: TrainConfig | None = None,
+    *,
+    budget: int,
+    search_seeds: int = 3,
+    num_seeds: int = 5,
+    objective: str = "wc_acc",
+    validation_fraction: float = 0.1,
+    validation_seed: int = 0,
+    sample_seed: int = 0,
+    search_config: TrainConfig | None = None,
+    model: Any = None,
+    where: Placement | None = None,
+    preprocess: Callable[[jax.Array], jax.Array] | None = None,
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    show_progress: bool = True,
+    **run_kwargs: Any,
+) -> tuple[dict[str, Any], results.Result]:
+  """Tunes every method at the same budget on validation data, then tests it.
+
+  Args:
+    stream: the benchmark (its test set is read only by the final runs).
+    optimizers: built-in names (:data:`ngm_jax.search.TUNABLE_NAMES`), or
+      ``{label: name or ngm_jax.search.Tunable}`` (a user's factory with its
+      search space).
+    config: the schedule and the values a method does not tune (default: the
+      registered benchmark's config).
+    budget: configurations per method, the same for every method.
+    search_seeds: seeds per configuration in the search (seeds
+      ``0..search_seeds-1``, the same for every configuration).
+    num_seeds: fresh seeds of the final runs (``1000, 1001, ...``).
+    objective: what selection maximises on validation (:data:`OBJECTIVES`;
+      ``avg_sg`` is minimised): default WC-ACC.
+    validation_fraction, validation_seed: the validation split
+      (:func:`ngm_jax.validation.validation_split`).
+    sample_seed: seeds the quasi-random sample of multi-dimensional spaces.
+    search_config: the search's schedule, if it should differ from
+      ``config`` (e.g. a coarser evaluation); default ``config``.
+    model, where, preprocess, augment: the network (default the benchmark's).
+    out: None, or the folder of ``tuning.json``, ``search/<label>/`` and the
+      final run's files.
+    overwrite: replace a tuning in ``out`` (written into ``<out>.partial``,
+      swapped in when finished).
+    resume: continue a stopped tuning in ``out``: finished searches are read
+      back, a stopped one continues from its checkpoint, as
+      :func:`ngm_jax.runner.run_benchmark` does.
+    show_progress: progress bars and one line per search.
+    **run_kwargs: passed to every :func:`ngm_jax.runner.run_benchmark` call
+      (``devices``, ``loop``, ``seed_axis``, ``checkpoint_every_s``, ``sampler``).
+
+  Returns:
+    ``(tuning, result)``: the ``tuning.json`` record and the final runs'
+    :class:`ngm_jax.results.Result` (labels as given).
+
+  Raises:
+    TypeError, ValueError: bad arguments, before anything is trained.
+  """
+  budget = _check_int("budget", budget, 1)
+  search_seeds = _check_int("search_seeds", search_seeds, 1)
+  num_seeds = _check_int("num_seeds", num_seeds, 1)
+  if objective not in OBJECTIVES:
+    raise ValueError(f"objective={objective!r}; choose from {', '.join(OBJECTIVES)}.")
+  if resume and overwrite:
+    raise ValueError("resume=True and overwrite=True: choose one.")
+  if config is None:
+    if stream.name not in benchmarks.BENCHMARKS:
+      raise ValueError(f"stream {stream.name!r} is not a registered benchmark; pass config=.")
+    config = benchmarks.get(stream.name).config
+  search_config = search_config or config
+  net, _ = network(stream, model, where, preprocess, augment)
+  tunables = _resolve(optimizers, config, lambda p: gain_mask(p, net["where"]))
+  search_stream, split = validation_split(stream, validation_fraction, validation_seed)
+  writer = jax.process_index() == 0
+  work = None
+  if out is not None:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+      raise ValueError(f"out={str(out)!r} is a file; choose a folder.")
+    if (out / "tuning.json").exists() and not (overwrite or resume):
+      raise ValueError(f"{out} already holds a tuning; pass resume=True to continue it,"
+                       " overwrite=True to replace it, or choose another folder.")
+    work = results.work_folder(out, overwrite, resume)
+    if overwrite and writer:
+      shutil.rmtree(work, ignore_errors=True)
+  final_seeds = list(range(FINAL_SEED_START, FINAL_SEED_START + num_seeds))
+  record: dict[str, Any] = {
+      "benchmark": stream.name, "budget": budget, "objective": objective,
+      "objective_larger_is_better": OBJECTIVES[objective],
+      "search_seeds": list(range(search_seeds)), "final_seeds": final_seeds,
+      "sample_seed": sample_seed, "validation": split.to_json(),
+      "search_train": (dataclasses.asdict(search_config) if search_config is not config
+                       else None),
+      "optimizers": {},
+  }
+  net_kwargs = dict(model=model, where=where, preprocess=preprocess, augment=augment)
+  for n, (label, tunable) in enumerate(tunables.items(), 1):
+    trials = configurations(tunable.space, budget, sample_seed)
+    names = sorted(tunable.space)
+    hyperparams = {name: np.repeat(np.asarray([t[name] for t in trials], np.float32),
+                                   search_seeds) for name in names}
+    if show_progress and writer:
+      print(f"[{n}/{len(tunables)}] search {label}: {budget} configurations x"
+            f" {search_seeds} seeds = {budget * search_seeds} runs in one program"
+            f" ({', '.join(names)})", flush=True)
+    searched = run_benchmark(
+        search_stream, {label: tunable.injected()}, search_config,
+        seeds=list(range(search_seeds)) * budget, seed_hyperparams={label: hyperparams},
+        out=None if work is None else work / "search" / label, resume=resume,
+        show_progress=show_progress,
+        extra_meta={"benchmark_label": f"{stream.name}, validation search of {label}",
+                    "split": "validation", "validation": split.to_json()},
+        **net_kwargs, **run_kwargs)
+    per_trial = trial_metrics(searched.curves[label], stream.num_tasks, budget, search_seeds)
+    best = select(per_trial, objective)
+    record["optimizers"][label] = {
+        "optimizer": tunable.name or "user factory",
+        "space": tunable.space_json(),
+        "trials": [{"hyperparameters": trials[c],
+                    "validation": {m: _mean_json(v[c]) for m, v in per_trial.items()}}
+                   for c in range(budget)],
+        "selected": trials[best],
+        "selected_index": best,
+        "search_timings": searched.meta["timings"].get(label),
+    }
+    if show_progress and writer:
+      value = record["optimizers"][label]["trials"][best]["validation"][objective]["mean"]
+      shown = ", ".join(f"{k}={v:.4g}" for k, v in trials[best].items())
+      print(f"  selected {label}: {shown} (validation {objective}"
+            f" {'n/a' if value is None else f'{100 * value:.2f} %'})", flush=True)
+    if work is not None and writer:
+      results.write_json(work / "tuning.json", record)
+  final = {label: tunable.optimizer(record["optimizers"][label]["selected"])
+           for label, tunable in tunables.items()}
+  if show_progress and writer:
+    print(f"final runs: the selected configurations, seeds {final_seeds[0]}.."
+          f"{final_seeds[-1]}, full training data, test set", flush=True)
+  result = run_benchmark(
+      stream, final, config, seeds=final_seeds, out=work, resume=resume,
+      show_progress=show_progress,
+      extra_meta={"tuning": {"file": "tuning.json", "budget": budget, "objective": objective,
+                             "selected": {k: v["selected"]
+                                          for k, v in record["optimizers"].items()}}},
+      **net_kwargs, **run_kwargs)
+  if work is not None and writer:
+    record["final_metrics"] = {
+        label: {m: {"mean": result.metrics[label][m]["mean"],
+                    "stderr": result.metrics[label][m]["stderr"]}
+                for m in ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg", "dl_final_acc_all")}
+        for label in tunables}
+    results.write_json(work / "tuning.json", record)
+    results.finish_out(work, out)
+  return record, result
