@@ -18,7 +18,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ngm_jax.metrics import TABLE_METRICS
+from ngm_jax.metrics import METRIC_LABELS, TABLE_METRICS
 from ngm_jax.stats import paired_difference
 from ngm_jax.train import TrainConfig
 
@@ -120,8 +120,6 @@ def _cell(entry: Mapping[str, Any]) -> str:
   return f"{100 * mean:.2f} ± {'n/a' if se is None else f'{100 * se:.2f}'}"
 
 
-_COLUMN_NAMES = {"avg_acc": "avg-ACC (%)", "avg_min_acc": "avg-min-ACC (%)",
-                 "wc_acc": "WC-ACC (%)", "avg_sg": "avg-SG (%)"}
 
 
 def ablation_table(
@@ -144,7 +142,7 @@ def ablation_table(
   """
   names, failed, without_failed = names or {}, failed or {}, without_failed or {}
   head = ("| variant | optimizer | tests | "
-          + " | ".join(_COLUMN_NAMES[c] for c in TABLE_METRICS)
+          + " | ".join(f"{METRIC_LABELS[c]} (%)" for c in TABLE_METRICS)
           + (" | failed seeds" if failed else "") + (" | curves |" if sources else " |"))
   rule = ("|---|---|---|" + "---:|" * len(TABLE_METRICS) + ("---:|" if failed else "")
           + ("---|" if sources else ""))
@@ -192,7 +190,7 @@ def comparison_table(
   name = lambda l: names.get(l, ABLATIONS[l].name if l in ABLATIONS else l)
   pct = int(round(100 * level))
   head = ("| a − b | question | seeds | "
-          + " | ".join(f"Δ{_COLUMN_NAMES[c][:-4]} (pp) [{pct}% CI]" for c in TABLE_METRICS) + " |")
+          + " | ".join(f"Δ{METRIC_LABELS[c]} (pp) [{pct}% CI]" for c in TABLE_METRICS) + " |")
   rows = [head, "|---|---|---:|" + "---:|" * len(TABLE_METRICS)]
   for a, b, question in comparisons:
     if a not in metrics or b not in metrics:

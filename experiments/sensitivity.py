@@ -42,13 +42,10 @@ from experiments import configs
 from experiments.cli_types import comma_separated
 from ngm_jax import plots_analysis, results
 from ngm_jax.data import DataUnavailableError
-from ngm_jax.metrics import TABLE_METRICS
+from ngm_jax.metrics import METRIC_LABELS, TABLE_METRICS
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.sweep import check_grid, grid_metrics, separate_runs, sweep
 from ngm_jax.train import curve_iterations, task1_eval_size
-
-_LABELS = {"avg_acc": "avg-ACC", "avg_min_acc": "avg-min-ACC", "wc_acc": "WC-ACC",
-           "avg_sg": "avg-SG"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +94,7 @@ def grid_table(grids, etas, gammas, metric: str, num_seeds: int) -> str:
                                           grids[metric]["stderr"][i, j])
                                      for j in range(len(gammas))) + " |"
           for i, e in enumerate(etas)]
-  return (f"**{_LABELS[metric]} (%), mean ± s.e. over {num_seeds} seeds**\n\n"
+  return (f"**{METRIC_LABELS[metric]} (%), mean ± s.e. over {num_seeds} seeds**\n\n"
           + "\n".join([head, rule, *rows]))
 
 

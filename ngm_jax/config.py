@@ -63,22 +63,20 @@ class TrainConfig:
     """Checks every field (:mod:`ngm_jax.checks`), then the schedule.
 
     Raises:
-      TypeError: a field of the wrong type (e.g. ``gamma="0.5"``).
-      ValueError: NaN, infinite or out of range, or a schedule whose
-        intervals do not divide each other.
+      ngm_jax.checks.ParameterTypeError: a field of the wrong type (e.g.
+        ``gamma="0.5"``); a TypeError.
+      ngm_jax.checks.ParameterError: NaN, infinite or out of range, or a
+        schedule whose intervals do not divide each other; a ValueError whose
+        ``.parameter`` names the field.
     """
     for field in dataclasses.fields(self):
       checks.check("TrainConfig", field.name, getattr(self, field.name))
-    if self.task_eval_every % self.eval_every:
-      raise ValueError(
-          f"TrainConfig: eval_every={self.eval_every} must divide"
-          f" task_eval_every={self.task_eval_every}."
-      )
-    if self.iterations_per_task % self.task_eval_every:
-      raise ValueError(
-          f"TrainConfig: task_eval_every={self.task_eval_every} must divide"
-          f" iterations_per_task={self.iterations_per_task}."
-      )
+    for part, whole in (("eval_every", "task_eval_every"),
+                        ("task_eval_every", "iterations_per_task")):
+      if getattr(self, whole) % getattr(self, part):
+        raise checks.ParameterError(
+            "{%s} must divide {%s}." % (part, whole),
+            {part: getattr(self, part), whole: getattr(self, whole)}, prefix="TrainConfig: ")
 
 
 def seed_keys(seeds: int | list[int]) -> jax.Array:

@@ -41,10 +41,22 @@ __all__ = [
     "seen_tasks_accuracy",
     "summarize",
     "TABLE_METRICS",
+    "METRIC_LABELS",
 ]
 
 #: The columns of the paper's Table 1, in order.
 TABLE_METRICS = ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg")
+#: Each metric's name in tables and figures (every one is a percentage; the
+#: ``dl_`` ones are De Lange et al.'s, over every task).
+METRIC_LABELS = {
+    "avg_acc": "avg-ACC",
+    "avg_min_acc": "avg-min-ACC",
+    "wc_acc": "WC-ACC",
+    "avg_sg": "avg-SG",
+    "dl_min_acc": "min-ACC",
+    "dl_wc_acc": "WC-ACC",
+    "dl_final_acc_all": "final ACC, all tasks",
+}
 
 
 def task_blocks(curve: np.ndarray, num_tasks: int) -> np.ndarray:

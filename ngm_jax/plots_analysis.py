@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 from matplotlib.patches import Rectangle
 import numpy as np
 
+from ngm_jax.metrics import METRIC_LABELS
 from ngm_jax.plots import COLOURS, finish, new_figure
 from ngm_jax.two_timescale import loss_landscape
 
@@ -196,12 +197,6 @@ def plot_curvature(
 # ----------------------------------------------------------------------------
 # Sensitivity of NGM-SGD to η and γ (grids of ngm_jax.sweep.grid_metrics)
 
-_GRID_LABELS = {
-    "avg_acc": "avg-ACC (%)",
-    "avg_min_acc": "avg-min-ACC (%)",
-    "wc_acc": "WC-ACC (%)",
-    "avg_sg": "avg-SG (%)",
-}
 #: Metrics where lower is better get the reversed colour map, so that bright
 #: always means better.
 _LOWER_IS_BETTER = ("avg_sg",)
@@ -262,7 +257,7 @@ def plot_sensitivity(
     ax.set_yticks(range(len(etas)), [f"{e:g}" for e in etas])
     ax.set_xlabel("γ (gain retention per step)")
     ax.set_ylabel("η (gain per nat of entropy)")
-    ax.set_title(_GRID_LABELS.get(name, name), fontsize=10)
+    ax.set_title(f"{METRIC_LABELS[name]} (%)" if name in METRIC_LABELS else name, fontsize=10)
   if title:
     fig.suptitle(title, fontsize=10)
   return finish(fig, path, tight=False)
