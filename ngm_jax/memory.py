@@ -9,13 +9,10 @@ than letting the run fail later, out of memory.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
-
-if TYPE_CHECKING:
-  from ngm_jax.streams import TaskStream
 
 __all__ = [
     "DatasetTooLargeError",
@@ -29,7 +26,21 @@ class DatasetTooLargeError(ValueError):
   """A stream's arrays would not fit in the device's memory."""
 
 
-def stream_nbytes(stream: TaskStream) -> int:
+class StreamArrays(Protocol):
+  """What these checks read of a :class:`ngm_jax.streams.TaskStream` (which
+  imports this module, so it is described here rather than imported)."""
+
+  name: str
+  num_tasks: int
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  train_task_ends: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  test_task_ends: np.ndarray
+
+
+def stream_nbytes(stream: StreamArrays) -> int:
   """Bytes the trainer puts on the device for ``stream``: uint8 images and
   int32 labels of train and test, the task ends, and an int32 task id per
   test row."""
@@ -62,7 +73,7 @@ def _gib(n: float) -> str:
 
 
 def check_fits(
-    stream_or_nbytes: TaskStream | int,
+    stream_or_nbytes: StreamArrays | int,
     device: Any = None,
     fraction: float = 0.5,
 ) -> int:

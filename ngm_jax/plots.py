@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 from matplotlib.figure import Figure
 import numpy as np
 
+from ngm_jax.files import atomic_path
 from ngm_jax.metrics import task_blocks
 from ngm_jax.stats import mean_and_stderr
 
@@ -54,7 +55,6 @@ def finish(fig: Figure, path: str | os.PathLike | None, tight: bool = True):
     fig.tight_layout()
   if path is None:
     return fig
-  from ngm_jax.results import atomic_path  # pylint: disable=g-import-not-at-top
   # A temporary name, then a rename: a stopped run never leaves half a figure.
   with atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=150, bbox_inches="tight")

@@ -16,7 +16,6 @@ object. A run folder holds::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -24,14 +23,14 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from ngm_jax.files import atomic_path
 from ngm_jax.metrics import summarize
 
 __all__ = [
@@ -62,38 +61,6 @@ def command_line() -> str:
   """The command as typed, for ``run.json`` (``python -m pkg.mod ...`` stays
   that, where ``sys.argv`` would give the module's file path)."""
   return shlex.join(getattr(sys, "orig_argv", sys.argv))
-
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-  """A temporary file beside ``path`` (same folder, same suffix) to write to;
-  on leaving the ``with`` block without an error it is flushed to disk and
-  renamed to ``path`` (``os.replace``: readers see the old file or the whole
-  new one, never a part), else removed::
-
-      with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(text)
-  """
-  path = Path(path)
-  fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
-                              dir=path.parent)
-  os.close(fd)
-  tmp = Path(name)
-  try:
-    yield tmp
-    with open(tmp, "rb+") as f:
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
 
 
 def save_curves(
