@@ -4,6 +4,8 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,6 +87,20 @@ def test_git_revision_commit_dirty_and_not_a_checkout(tmp_path):
 # data
 
 
+def test_sha256_of_known_content(tmp_path):
+  # The FIPS 180-2 test vectors, independent of hashlib.
+  (tmp_path / "abc").write_bytes(b"abc")
+  (tmp_path / "empty").write_bytes(b"")
+  assert provenance.sha256_file(tmp_path / "abc") == (
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  assert provenance.sha256_file(tmp_path / "empty") == (
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+  with gzip.open(tmp_path / "abc.gz", "wb") as f:
+    f.write(b"abc")
+  assert provenance.sha256_file(tmp_path / "abc.gz", gunzip=True) == (
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
 def test_sha256_of_files_the_test_wrote(tmp_path):
   payload = np.random.default_rng(0).bytes(3_000_000)  # more than one 1 MiB block
   (tmp_path / "raw").write_bytes(payload)
@@ -137,9 +153,35 @@ def test_official_mnist_only_when_every_digest_matches(tmp_path, monkeypatch):
 def test_official_digests_are_the_four_files():
   assert set(provenance.MNIST_OFFICIAL_SHA256) == set(STEMS)
   assert set(provenance.MNIST_OFFICIAL_GZ_SHA256) == {s + ".gz" for s in STEMS}
-  for digest in (*provenance.MNIST_OFFICIAL_SHA256.values(),
-                 *provenance.MNIST_OFFICIAL_GZ_SHA256.values()):
-    assert len(digest) == 64 and int(digest, 16) >= 0
+  digests = [*provenance.MNIST_OFFICIAL_SHA256.values(),
+             *provenance.MNIST_OFFICIAL_GZ_SHA256.values()]
+  assert all(re.fullmatch("[0-9a-f]{64}", d) for d in digests), digests  # hex as hexdigest()
+  assert len(set(digests)) == 8  # no digest pasted twice
+
+
+def _real_mnist_folder():
+  """A folder holding the four real MNIST files: $NGM_JAX_DATA_DIR, else the
+  copy beside the checkout (../shared/data/mnist, where the README's commands
+  read it); None when neither has them."""
+  for folder in (os.environ.get("NGM_JAX_DATA_DIR"), REPO.parent / "shared" / "data" / "mnist"):
+    if folder and all((Path(folder) / (s + ".gz")).is_file() or (Path(folder) / s).is_file()
+                      for s in STEMS):
+      return Path(folder)
+  return None
+
+
+def test_official_content_digests_are_those_of_a_real_mnist_copy():
+  # The pinned digests of the decompressed files, checked against real data
+  # (skipped where no copy is at hand: the tests never download).
+  folder = _real_mnist_folder()
+  if folder is None:
+    pytest.skip("no MNIST copy ($NGM_JAX_DATA_DIR or ../shared/data/mnist)")
+  found = provenance.data_provenance("split_mnist", folder)
+  assert len(found["files"]) == 4 and found["official_mnist"] is True
+  for name, record in found["files"].items():
+    stem = name[:-3] if name.endswith(".gz") else name
+    assert record.get("content_sha256", record["sha256"]) == (
+        provenance.MNIST_OFFICIAL_SHA256[stem]), name
 
 
 def test_cifar_pickles_are_hashed(tmp_path):
@@ -167,13 +209,31 @@ def test_tfds_source_records_versions_not_files(monkeypatch):
 # The command line: --name and the provenance in run.json
 
 
+@pytest.fixture
+def code_checkout(tmp_path, monkeypatch):
+  """A git checkout made here, with one known commit, that git_revision takes
+  for the checkout the code runs from (provenance's ``__file__`` inside its
+  ``ngm_jax/``). Returns ``(top folder, commit)``."""
+  if shutil.which("git") is None:
+    pytest.skip("git is not installed")
+  top = tmp_path / "checkout"
+  (top / "ngm_jax").mkdir(parents=True)
+  (top / "ngm_jax" / "provenance.py").write_text("# the code\n")
+  _git("init", "-q", cwd=top)
+  _git("add", "ngm_jax/provenance.py", cwd=top)
+  _git("commit", "-q", "-m", "the code", cwd=top)
+  monkeypatch.setattr(provenance, "__file__", str(top / "ngm_jax" / "provenance.py"))
+  return top, _git("rev-parse", "HEAD", cwd=top)
+
+
 def _parse(argv):
   parser = argparse.ArgumentParser()
   common.add_experiment_flags(parser)
   return parser.parse_args(argv)
 
 
-def test_name_and_provenance_in_the_experiment_meta(tmp_path):
+def test_name_and_provenance_in_the_experiment_meta(tmp_path, code_checkout):
+  top, head = code_checkout
   folder = write_mnist_idx(tmp_path / "fashion", fake_mnist())
   args = _parse(["--benchmark", "split_mnist", "--data-dir", str(folder),
                  "--name", "Split Fashion-MNIST"])
@@ -183,10 +243,12 @@ def test_name_and_provenance_in_the_experiment_meta(tmp_path):
   assert meta["data"]["files"]["train-images-idx3-ubyte.gz"]["sha256"] == _sha256(
       (folder / "train-images-idx3-ubyte.gz").read_bytes())
   assert meta["data"]["official_mnist"] is False
-  assert meta["git"] == provenance.git_revision()
+  assert meta["git"] == {"commit": head, "dirty": False}
+  (top / "ngm_jax" / "provenance.py").write_text("# the code, edited\n")  # now dirty
   unnamed = common.load_experiment(_parse(["--benchmark", "split_mnist",
                                            "--data-dir", str(folder)])).meta
   assert unnamed["benchmark_label"] is None  # titled by meta["benchmark"]
+  assert unnamed["git"] == {"commit": head, "dirty": True}
 
 
 @pytest.mark.parametrize("name", ["", "   ", "two\nlines"])
@@ -197,7 +259,9 @@ def test_a_bad_name_is_a_usage_error(name, capsys):
   assert "argument --name" in capsys.readouterr().err
 
 
-def test_run_json_records_name_versions_git_and_data(tmp_path):
+def test_run_json_records_name_versions_git_and_data(tmp_path, code_checkout):
+  top, head = code_checkout
+  (top / "ngm_jax" / "provenance.py").write_text("# the code, edited\n")
   folder = write_mnist_idx(tmp_path / "data", fake_mnist())
   out = tmp_path / "out"
   code = cli.main(["run", "--benchmark", "split_mnist", "--optimizers", "sgd", "--seeds", "1",
@@ -208,6 +272,12 @@ def test_run_json_records_name_versions_git_and_data(tmp_path):
   meta = json.loads((out / "run.json").read_text())
   assert meta["benchmark_label"] == "Split Fashion-MNIST"
   assert meta["versions"]["jax"] == jax.__version__
-  assert meta["data"]["source"] == "files" and len(meta["data"]["files"]) == 4
-  assert "official_mnist" in meta["data"]
-  assert "git" in meta
+  assert meta["git"] == {"commit": head, "dirty": True}
+  data = meta["data"]
+  assert data["source"] == "files" and data["dataset"] == "mnist"
+  assert data["data_dir"] == str(folder)
+  assert data["files"] == {p.name: {"sha256": _sha256(p.read_bytes()), "bytes": p.stat().st_size,
+                                    "content_sha256": _sha256(gzip.decompress(p.read_bytes()))}
+                           for p in folder.iterdir()}
+  assert len(data["files"]) == 4
+  assert data["official_mnist"] is False and data["official_mnist_gz"] is False  # made-up data
