@@ -97,3 +97,122 @@ def test_generic_builders_keep_channels(mnist_data):
   # Three-dimensional images through the class-range builder too.
   m = streams.split_miniimagenet(mnist_data, num_tasks=2, classes_per_task=5)
   assert m.train_images.shape[1:] == (28, 28) and m.task_names == ("0-4", "5-9")
+
+
+# ----------------------------------------------------------------------------
+# Permuted MNIST and Split CIFAR-100
+
+
+def test_pixel_permutations_reproducible_from_the_seed():
+  perms = streams.pixel_permutations(4, seed=3)
+  assert perms.shape == (4, 784) and perms.dtype == np.int32
+  np.testing.assert_array_equal(perms[0], np.arange(784))  # task 1: the identity
+  for p in perms:
+    np.testing.assert_array_equal(np.sort(p), np.arange(784))
+  np.testing.assert_array_equal(perms, streams.pixel_permutations(4, seed=3))
+  np.testing.assert_array_equal(perms[1], np.random.default_rng([3, 1]).permutation(784))
+  # A task's permutation does not depend on how many tasks there are.
+  np.testing.assert_array_equal(streams.pixel_permutations(2, seed=3), perms[:2])
+  other = streams.pixel_permutations(4, seed=4)
+  np.testing.assert_array_equal(other[0], perms[0])
+  assert all(not np.array_equal(other[k], perms[k]) for k in (1, 2, 3))
+  assert len({p.tobytes() for p in perms}) == 4
+  with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+    streams.pixel_permutations(2, seed=-1)
+
+
+def test_permuted_mnist_permutes_pixels_and_keeps_labels(mnist_data):
+  s = streams.permuted_mnist(mnist_data, num_tasks=3, permutation_seed=5)
+  n, m = len(mnist_data.train_labels), len(mnist_data.test_labels)
+  assert s.name == "permuted_mnist" and s.num_classes == 10
+  assert s.task_names == ("identity", "perm-1", "perm-2")
+  np.testing.assert_array_equal(s.train_task_ends, [n, 2 * n, 3 * n])
+  np.testing.assert_array_equal(s.test_task_ends, [m, 2 * m, 3 * m])
+  assert s.train_images.shape == (3 * n, 28, 28) and s.train_images.dtype == np.uint8
+  perms = streams.pixel_permutations(3, seed=5)
+  for images, labels, original, original_labels, size in (
+      (s.train_images, s.train_labels, mnist_data.train_images, mnist_data.train_labels, n),
+      (s.test_images, s.test_labels, mnist_data.test_images, mnist_data.test_labels, m)):
+    flat = original.reshape(size, 784)
+    for k in range(3):
+      task = images[k * size:(k + 1) * size].reshape(size, 784)
+      np.testing.assert_array_equal(labels[k * size:(k + 1) * size], original_labels)
+      np.testing.assert_array_equal(task, flat[:, perms[k]])
+      # The same pixels in another order: each image's sorted values agree.
+      np.testing.assert_array_equal(np.sort(task, axis=1), np.sort(flat, axis=1))
+    np.testing.assert_array_equal(images[:size], original)  # task 1 is the identity
+    assert not np.array_equal(images[size:2 * size], original)
+  # Reproducible; another seed, other permutations (task 1 stays the identity).
+  again = streams.permuted_mnist(mnist_data, num_tasks=3, permutation_seed=5)
+  np.testing.assert_array_equal(again.train_images, s.train_images)
+  other = streams.permuted_mnist(mnist_data, num_tasks=3, permutation_seed=6)
+  np.testing.assert_array_equal(other.train_images[:n], s.train_images[:n])
+  assert not np.array_equal(other.train_images[n:], s.train_images[n:])
+
+
+def test_permuted_mnist_training_subset_per_task(mnist_data):
+  n = len(mnist_data.train_labels)
+  s = streams.permuted_mnist(mnist_data, num_tasks=3, permutation_seed=2, train_per_task=50)
+  np.testing.assert_array_equal(s.train_task_ends, [50, 100, 150])
+  np.testing.assert_array_equal(s.test_task_ends, 60 * np.arange(1, 4))  # tests kept whole
+  perms = streams.pixel_permutations(3, seed=2)
+  flat = mnist_data.train_images.reshape(n, 784)
+  rows = []
+  for k in range(3):
+    task = s.train_images[50 * k:50 * (k + 1)].reshape(50, 784)
+    # Undo the permutation: every image is a training image, with its label.
+    back = np.empty_like(task)
+    back[:, perms[k]] = task
+    found = [int(np.flatnonzero((flat == b).all(axis=1))[0]) for b in back]
+    np.testing.assert_array_equal(s.train_labels[50 * k:50 * (k + 1)],
+                                  mnist_data.train_labels[found])
+    assert found == sorted(found) and len(set(found)) == 50  # stored order, no repeats
+    rows.append(found)
+  assert len({tuple(r) for r in rows}) == 3  # a different subset per task
+  again = streams.permuted_mnist(mnist_data, num_tasks=3, permutation_seed=2, train_per_task=50)
+  np.testing.assert_array_equal(again.train_images, s.train_images)
+  # At least the training set's size keeps every image.
+  whole = streams.permuted_mnist(mnist_data, num_tasks=2, train_per_task=10 * n)
+  np.testing.assert_array_equal(whole.train_task_ends, [n, 2 * n])
+
+
+def test_permuted_mnist_rejects_bad_options(mnist_data):
+  for kwargs, match in (({"num_tasks": 0}, "num_tasks must be an integer >= 1, got 0"),
+                        ({"permutation_seed": -2}, "permutation_seed must be .* got -2"),
+                        ({"train_per_task": 0}, "train_per_task must be .* got 0"),
+                        ({"num_tasks": 2.5}, "num_tasks .* got 2.5")):
+    with pytest.raises(ValueError, match=match):
+      streams.permuted_mnist(mnist_data, **kwargs)
+  with pytest.raises(ValueError, match=r"rows \[1\] of permutations are not permutations"):
+    streams.permuted(mnist_data, np.stack([np.arange(784), np.zeros(784, int)]), "x", 10)
+  with pytest.raises(ValueError, match=r"expected \[tasks, 784\]"):
+    streams.permuted(mnist_data, np.arange(10)[None], "x", 10)
+
+
+def test_split_cifar100_ten_tasks_of_ten_disjoint_classes(cifar100_dir):
+  from ngm_jax.data import read_cifar100_pickles  # pylint: disable=g-import-not-at-top
+  root, _ = cifar100_dir
+  data = read_cifar100_pickles(root)
+  s = streams.split_cifar100(data)
+  assert s.name == "split_cifar100" and s.num_tasks == 10 and s.num_classes == 100
+  assert s.task_names == tuple(f"{10 * t}-{10 * t + 9}" for t in range(10))
+  np.testing.assert_array_equal(s.train_task_ends, 20 * np.arange(1, 11))  # 2 per class
+  np.testing.assert_array_equal(s.test_task_ends, 10 * np.arange(1, 11))   # 1 per class
+  seen = set()
+  for split_ends, labels in ((s.train_task_ends, s.train_labels),
+                             (s.test_task_ends, s.test_labels)):
+    for t, (lo, hi) in enumerate(zip(np.r_[0, split_ends[:-1]], split_ends)):
+      classes = set(labels[lo:hi].tolist())
+      assert classes == set(range(10 * t, 10 * t + 10))  # fine labels, in label order
+      if split_ends is s.train_task_ends:
+        assert not classes & seen
+        seen |= classes
+  # Images travel with their labels.
+  i = int(np.flatnonzero(data.train_labels == 42)[0])
+  j = int(np.flatnonzero((s.train_images == data.train_images[i]).all(axis=(1, 2, 3)))[0])
+  assert s.train_labels[j] == 42
+  five = streams.split_cifar100(data, num_tasks=5, classes_per_task=20)
+  assert five.num_classes == 100 and five.task_names[-1] == "80-99"
+  with pytest.raises(ValueError, match="11 tasks x 10 classes = 110 classes, but the data"
+                                       " holds 100"):
+    streams.split_cifar100(data, num_tasks=11)
