@@ -1,0 +1,60 @@
+"""The fair comparison: every method tuned at the same budget on validation data.
+
+    python -m experiments.comparison --benchmark split_mnist --data-dir DIR \\
+        --budget 6 --search-seeds 2 --seeds 5 --out results/comparison/split_mnist
+
+For each method (NGM-SGD, SGD, momentum SGD, Adam, the constant-gain control
+and the mitigations EMA-SGD and warm-up SGD) ``budget`` configurations of its
+search space are trained on a validation split (10 % of each task's training
+data, seed 0), ``search_seeds`` seeds each, with a coarser evaluation grid
+during the search (Task 1 every 5 iterations); the best by validation WC-ACC
+is trained again with fresh seeds at the benchmark's protocol and tested
+(:func:`ngm_jax.tuning.tune`). ``--resume`` continues a stopped comparison.
+Time here (2 CPU cores, shared): see docs/comparison.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Sequence
+
+from ngm_jax import benchmarks
+from ngm_jax.tuning import OBJECTIVES, tune
+
+METHODS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd", "ema_sgd", "warmup_sgd")
+
+
+def search_schedule(config, eval_every: int = 5, task_eval_every: int = 50):
+  """``config`` with a coarser evaluation grid for the search, where it fits
+  the task length (else the config's own)."""
+  if config.iterations_per_task % task_eval_every or task_eval_every % eval_every:
+    return config
+  return dataclasses.replace(config, eval_every=eval_every, task_eval_every=task_eval_every)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--benchmark", required=True, choices=benchmarks.names())
+  parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--budget", type=int, default=6)
+  parser.add_argument("--search-seeds", type=int, default=2)
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--objective", default="wc_acc", choices=tuple(OBJECTIVES))
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--resume", action="store_true")
+  parser.add_argument("--overwrite", action="store_true")
+  args = parser.parse_args(argv)
+  stream = benchmarks.load_benchmark(args.benchmark, args.data_dir)
+  config = benchmarks.get(args.benchmark).config
+  tune(stream, [m.strip() for m in args.methods.split(",") if m.strip()], config,
+       budget=args.budget, search_seeds=args.search_seeds, num_seeds=args.seeds,
+       objective=args.objective, search_config=search_schedule(config), out=args.out,
+       resume=args.resume, overwrite=args.overwrite)
+  print(f"Wrote {args.out}: tuning.json, search/, table.md, figure.png", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
