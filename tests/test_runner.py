@@ -99,6 +99,45 @@ def test_user_model_gain_2_versus_1_changes_task1_loss(stream, model):
   assert result.meta["model_kind"] == ("nnx" if model is NNXNet else "linen")
 
 
+class LinenDropNet(nn.Module):
+  """LinenNet with the dropout rate as a field."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(16)(x))
+    x = nn.Dropout(self.rate, deterministic=not train)(x)
+    return nn.Dense(10)(x)
+
+
+class NNXDropNet(NNXNet):
+  """NNXNet with the dropout rate as an argument."""
+
+  def __init__(self, rate: float, rngs: nnx.Rngs):
+    super().__init__(rngs)
+    self.drop = nnx.Dropout(rate, rngs=rngs)
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_dropout_is_on_in_training_and_off_in_evaluation(stream, kind):
+  # The weights never move (frozen_gain), so the same seed gives the same
+  # weights and minibatches with dropout 0.5 and 0: the training losses differ
+  # only by dropout; Task-1 evaluation sees no dropout, so it is identical and
+  # the same at every iteration.
+  make = ((lambda rate: LinenDropNet(rate)) if kind == "linen"
+          else (lambda rate: lambda rngs: NNXDropNet(rate, rngs)))
+  curves = {rate: ngm_jax.run_benchmark(stream, {"frozen": frozen_gain(1.0)}, CONFIG,
+                                        num_seeds=2, model=make(rate),
+                                        show_progress=False).curves["frozen"]
+            for rate in (0.0, 0.5)}
+  on, off = curves[0.5], curves[0.0]
+  assert (np.abs(on["train_loss"] - off["train_loss"]) > 1e-4).all()  # every step dropped units
+  np.testing.assert_array_equal(on["task1_loss"], off["task1_loss"])
+  np.testing.assert_array_equal(on["task_acc"], off["task_acc"])
+  np.testing.assert_array_equal(on["task1_loss"], on["task1_loss"][:, :1].repeat(
+      on["task1_loss"].shape[1], axis=1))
+
+
 def test_nnx_dropout_and_model_state_train(stream):
   result = ngm_jax.run_benchmark(stream, ["ngm_sgd"], CONFIG, num_seeds=2, model=NNXNet,
                                  show_progress=False)
