@@ -1,35 +1,53 @@
 """The benchmark registry: one record per benchmark, looked up in one place.
 
 A :class:`Benchmark` holds everything the name stands for: how its data are
-loaded, how they become a task stream, its options with their defaults, the
-paper's network and where its gain acts, the preprocessing and augmentation,
-the paper's training config and whether it is class- or domain-incremental.
-:func:`get` finds a record by name; :func:`load_benchmark` loads and builds a
-stream. No code anywhere else looks at a benchmark's name to decide anything.
+loaded, what data those are and which files the loader reads (for the run's
+provenance, :mod:`ngm_jax.provenance`), how they become a task stream, its
+options with their defaults, the paper's network and where its gain acts, the
+preprocessing and augmentation, the paper's training config, whether it is
+class- or domain-incremental, and its display name. :func:`get` finds a
+record by name; :func:`load_benchmark` loads and builds a stream. No code
+anywhere else looks at a benchmark's name to decide anything: the configs
+(``experiments/configs/<name>.py``), provenance, ``experiments/bench.py`` and
+the README's benchmark table follow the registry, and
+``tests/test_benchmarks.py`` checks that every record has all of them.
 
-A new benchmark is one call of :func:`register`.
+A new benchmark, the library's or a user's own stream, is one call of
+:func:`register`::
+
+    benchmarks.register(benchmarks.Benchmark(
+        "my_stream", "class-incremental", load=my_loader, build=my_builder,
+        options={}, config=TrainConfig(...), **benchmarks.MNIST_MLP))
+
+then ``load_benchmark("my_stream", data_dir)`` and
+:func:`ngm_jax.run_benchmark` train it with the record's network.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 
 from ngm_jax.augment import random_crop_flip
 from ngm_jax.data import ImageDataset, load_cifar10, load_cifar100, load_miniimagenet, load_mnist
+from ngm_jax.idx import find_mnist_files
 from ngm_jax.models import (CLASSIFIER, MLP, SlimResNet18, standardise_images,
                             standardise_mnist)
+from ngm_jax.pickles import find_cifar10_files, find_cifar100_files, find_miniimagenet_files
 from ngm_jax.placement import Placement, kernels
 from ngm_jax.streams import (CIFAR100_FINE_PER_COARSE, TaskStream, domain_cifar100,
-                             rotated_mnist, split_cifar10, split_miniimagenet, split_mnist)
+                             permuted_mnist, rotated_mnist, split_cifar10, split_cifar100,
+                             split_miniimagenet, split_mnist)
 from ngm_jax.train import TrainConfig
 
 __all__ = ["Benchmark", "BENCHMARKS", "KINDS", "register", "get", "names", "load_benchmark",
-           "CIFAR10_STATS", "CIFAR100_STATS", "IMAGENET_STATS"]
+           "MNIST_MLP", "RESNET", "CIFAR10_STATS", "CIFAR100_STATS", "IMAGENET_STATS"]
 
 # Per-channel (mean, std) of the training images, in [0, 1] units.
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -57,6 +75,15 @@ class Benchmark:
     augment: the on-device training augmentation used when asked for
       (``(key, images) -> images``), or None if the benchmark has none.
     convolutional: the network is convolutional (decides the CPU loop).
+    dataset: what data ``load`` reads, for the run's provenance: the
+      tensorflow-datasets name where there is one (``"mnist"``,
+      ``"cifar100"``; asked for its version when the data came through
+      tensorflow-datasets), else a name of the data (``"miniimagenet"``).
+      None: the run records no data provenance.
+    data_files: ``data_dir -> [Path]``, the files ``load`` reads from a data
+      folder, found the way it finds them (those present; provenance hashes
+      each). None: no files are hashed.
+    title: the display name (``"Split MNIST"``); None: ``name``.
   """
 
   name: str
@@ -70,6 +97,14 @@ class Benchmark:
   config: TrainConfig
   augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
   convolutional: bool = False
+  dataset: str | None = None
+  data_files: Callable[[Path], Sequence[Path]] | None = None
+  title: str | None = None
+
+  @property
+  def display_name(self) -> str:
+    """``title``, else ``name``."""
+    return self.title or self.name
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -150,12 +185,26 @@ def _mnist(data_dir, **_):
   return load_mnist(data_dir)
 
 
+def _permuted_mnist(data_dir, num_tasks, permutation_seed, train_per_task):
+  _int_option("permuted_mnist", "num_tasks", num_tasks, 1)
+  _int_option("permuted_mnist", "permutation_seed", permutation_seed, 0)
+  if train_per_task is not None:  # None: every training image in every task
+    _int_option("permuted_mnist", "train_per_task", train_per_task, 1)
+  return load_mnist(data_dir)
+
+
 def _cifar10(data_dir, **_):
   return load_cifar10(data_dir)
 
 
 def _cifar100(data_dir, num_tasks):
   _int_option("domain_cifar100", "num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE)
+  return load_cifar100(data_dir)
+
+
+def _cifar100_split(data_dir, num_tasks, classes_per_task):
+  _int_option("split_cifar100", "num_tasks", num_tasks, 1, 100)
+  _int_option("split_cifar100", "classes_per_task", classes_per_task, 1, 100 // num_tasks)
   return load_cifar100(data_dir)
 
 
@@ -169,10 +218,21 @@ def _no_options(build):
   return lambda data, **_: build(data)
 
 
-_MNIST_MODEL = dict(model=lambda c: MLP(num_classes=c), where=kernels,
-                    preprocess=standardise_mnist)
-_RESNET = dict(model=lambda c: SlimResNet18(num_classes=c), where=CLASSIFIER,
-               augment=random_crop_flip, convolutional=True)
+#: The MNIST benchmarks' network, gain placement, preprocessing and data
+#: description (a record's keyword arguments): the paper's MLP 784-400-400-10
+#: with the gain on every kernel, standardised inputs, MNIST's IDX files.
+MNIST_MLP = MappingProxyType(dict(
+    model=lambda c: MLP(num_classes=c), where=kernels, preprocess=standardise_mnist,
+    dataset="mnist", data_files=find_mnist_files))
+#: The image benchmarks' network: the slim ResNet-18 with the gain on its
+#: classifier, crop+flip augmentation (add ``preprocess`` and the data).
+RESNET = MappingProxyType(dict(
+    model=lambda c: SlimResNet18(num_classes=c), where=CLASSIFIER, augment=random_crop_flip,
+    convolutional=True))
+_CIFAR10 = dict(preprocess=standardise_images(*CIFAR10_STATS), dataset="cifar10",
+                data_files=find_cifar10_files)
+_CIFAR100 = dict(preprocess=standardise_images(*CIFAR100_STATS), dataset="cifar100",
+                 data_files=find_cifar100_files)
 # The image benchmarks' NGM-SGD: head by plain SGD with the gain, backbone by
 # momentum SGD 0.9 (optax.partition); Task-1 evaluation in batches of images.
 _RESNET_CONFIG = dict(iterations_per_task=400, batch_size=256, learning_rate=0.01, gamma=0.9,
@@ -182,22 +242,39 @@ register(Benchmark(
     "split_mnist", "class-incremental", _mnist, _no_options(split_mnist), {},
     config=TrainConfig(iterations_per_task=200, batch_size=128, learning_rate=0.01, gamma=0.9,
                        g0=1.0, eta=0.4, eval_every=1, task_eval_every=10),
-    **_MNIST_MODEL))
+    title="Split MNIST", **MNIST_MLP))
 register(Benchmark(
     "rotated_mnist", "domain-incremental", _mnist, rotated_mnist, {"interpolation": "nearest"},
     config=TrainConfig(iterations_per_task=400, batch_size=128, learning_rate=0.01, gamma=0.9,
                        g0=1.0, eta=0.5, eval_every=1, task_eval_every=20),
-    **_MNIST_MODEL))
+    title="Rotated MNIST", **MNIST_MLP))
 register(Benchmark(
     "split_cifar10", "class-incremental", _cifar10, _no_options(split_cifar10), {},
-    preprocess=standardise_images(*CIFAR10_STATS),
-    config=TrainConfig(eta=0.2, eval_batch_size=1000, **_RESNET_CONFIG), **_RESNET))
+    config=TrainConfig(eta=0.2, eval_batch_size=1000, **_RESNET_CONFIG),
+    title="Split CIFAR-10", **_CIFAR10, **RESNET))
 register(Benchmark(
     "domain_cifar100", "domain-incremental", _cifar100, domain_cifar100, {"num_tasks": 5},
-    preprocess=standardise_images(*CIFAR100_STATS),
-    config=TrainConfig(eta=0.1, eval_batch_size=1000, **_RESNET_CONFIG), **_RESNET))
+    config=TrainConfig(eta=0.1, eval_batch_size=1000, **_RESNET_CONFIG),
+    title="Domain CIFAR-100", **_CIFAR100, **RESNET))
 register(Benchmark(
     "split_miniimagenet", "class-incremental", _miniimagenet, split_miniimagenet,
     {"num_tasks": 5, "classes_per_task": 10},
     preprocess=standardise_images(*IMAGENET_STATS),
-    config=TrainConfig(eta=0.1, eval_batch_size=500, **_RESNET_CONFIG), **_RESNET))
+    config=TrainConfig(eta=0.1, eval_batch_size=500, **_RESNET_CONFIG),
+    dataset="miniimagenet", data_files=find_miniimagenet_files, title="Split mini-ImageNet",
+    **RESNET))
+# Rotated MNIST's schedule and η over 10 tasks; the options are recorded in
+# run.json (benchmark_options), so the permutations can be drawn again.
+register(Benchmark(
+    "permuted_mnist", "domain-incremental", _permuted_mnist, permuted_mnist,
+    {"num_tasks": 10, "permutation_seed": 0, "train_per_task": None},
+    config=TrainConfig(iterations_per_task=400, batch_size=128, learning_rate=0.01, gamma=0.9,
+                       g0=1.0, eta=0.5, eval_every=1, task_eval_every=20),
+    title="Permuted MNIST", **MNIST_MLP))
+# Split CIFAR-10's network and schedule over 10 tasks of 10 classes; η as the
+# other 100-class image benchmarks'.
+register(Benchmark(
+    "split_cifar100", "class-incremental", _cifar100_split, split_cifar100,
+    {"num_tasks": 10, "classes_per_task": 10},
+    config=TrainConfig(eta=0.1, eval_batch_size=1000, **_RESNET_CONFIG),
+    title="Split CIFAR-100", **_CIFAR100, **RESNET))

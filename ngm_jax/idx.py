@@ -17,7 +17,7 @@ import numpy as np
 
 from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
 
-__all__ = ["MNIST_FILES", "read_idx", "read_mnist_idx", "write_idx"]
+__all__ = ["MNIST_FILES", "find_mnist_files", "read_idx", "read_mnist_idx", "write_idx"]
 
 _IDX_DTYPES = {
     0x08: np.uint8,
@@ -148,6 +148,14 @@ def _find_idx(data_dir: Path, stem: str) -> Path | None:
       if (folder / name).is_file():
         return folder / name
   return None
+
+
+def find_mnist_files(data_dir: str | os.PathLike) -> list[Path]:
+  """The MNIST IDX files :func:`read_mnist_idx` reads from ``data_dir``, found
+  the way it finds them, in the order of :data:`MNIST_FILES`; those missing
+  are left out ([] if none is there)."""
+  found = [_find_idx(Path(data_dir), stem) for stem in MNIST_FILES.values()]
+  return [p for p in found if p is not None]
 
 
 def read_mnist_idx(data_dir: str | os.PathLike) -> ImageDataset:

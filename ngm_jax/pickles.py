@@ -27,6 +27,9 @@ __all__ = [
     "CIFAR100_FOLDER",
     "MINIIMAGENET_FILES",
     "MINIIMAGENET_TEST_DIVISOR",
+    "find_cifar10_files",
+    "find_cifar100_files",
+    "find_miniimagenet_files",
     "read_cifar10_pickles",
     "read_cifar100_pickles",
     "read_miniimagenet_pickles",
@@ -87,6 +90,29 @@ def _find_folder(
       f" '{subfolder}/'): missing {', '.join(missing)}"
       f" (in {str(candidates[best])!r})."
   )
+
+
+def _found_or_empty(data_dir, subfolder: str, files: Sequence[str]) -> list[Path]:
+  try:
+    folder = _find_folder(Path(data_dir), subfolder, files, "")
+  except DataUnavailableError:
+    return []
+  return [folder / f for f in files]
+
+
+def find_cifar10_files(data_dir: str | os.PathLike) -> list[Path]:
+  """The CIFAR-10 pickles :func:`read_cifar10_pickles` reads from ``data_dir``
+  (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), found the way it
+  finds them; [] unless all six are there. ``batches.meta`` (names only) is
+  not listed."""
+  return _found_or_empty(data_dir, CIFAR10_FOLDER, _CIFAR10_FILES)
+
+
+def find_cifar100_files(data_dir: str | os.PathLike) -> list[Path]:
+  """The CIFAR-100 pickles :func:`read_cifar100_pickles` reads from
+  ``data_dir`` (``train``, ``test``), found the way it finds them; [] unless
+  both are there. ``meta`` (names only) is not listed."""
+  return _found_or_empty(data_dir, CIFAR100_FOLDER, _CIFAR100_FILES)
 
 
 def _cifar_images(data: Any, path: Path) -> np.ndarray:
@@ -202,6 +228,18 @@ def _miniimagenet_folder(data_dir: Path) -> Path:
       f" {MINIIMAGENET_FILES[0]} (and {', '.join(MINIIMAGENET_FILES[1:])} for"
       f" classes beyond the train pickle's 64)."
   )
+
+
+def find_miniimagenet_files(data_dir: str | os.PathLike) -> list[Path]:
+  """The mini-ImageNet pickles present in the folder
+  :func:`read_miniimagenet_pickles` reads ``data_dir`` from, in
+  :data:`MINIIMAGENET_FILES` order; [] if it finds none. (A run of at most 64
+  classes opens only the train pickle; all present are listed.)"""
+  try:
+    folder = _miniimagenet_folder(Path(data_dir))
+  except DataUnavailableError:
+    return []
+  return [folder / n for n in MINIIMAGENET_FILES if (folder / n).is_file()]
 
 
 def read_miniimagenet_pickles(

@@ -10,7 +10,11 @@ MNIST (the four files are hashed once more after they were read):
   when the code runs from a git checkout (None otherwise);
 * :func:`data_provenance`: the SHA-256 of the data files read, and for MNIST
   whether they are the official files; for data that came through
-  tensorflow-datasets, its version and the dataset's version instead.
+  tensorflow-datasets, its version and the dataset's version instead. What
+  data a benchmark reads and which files its loader opens are fields of its
+  record in the registry (:class:`ngm_jax.benchmarks.Benchmark`'s
+  ``dataset`` and ``data_files``), so a registered stream of one's own is
+  recorded the same way.
 """
 
 from __future__ import annotations
@@ -76,16 +80,6 @@ MNIST_OFFICIAL_SHA256 = {
     "t10k-labels-idx1-ubyte":
         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-
-#: Benchmark name → the dataset its loader reads (tfds name where it has one).
-DATASET_OF_BENCHMARK = {
-    "split_mnist": "mnist",
-    "rotated_mnist": "mnist",
-    "split_cifar10": "cifar10",
-    "domain_cifar100": "cifar100",
-    "split_miniimagenet": "miniimagenet",
-}
-
 
 # ----------------------------------------------------------------------------
 # software
@@ -160,33 +154,23 @@ def sha256_file(path: str | os.PathLike, gunzip: bool = False) -> str:
   return digest.hexdigest()
 
 
-def data_files(dataset: str, data_dir: str | os.PathLike) -> list[Path]:
-  """The files the loader of ``dataset`` reads from ``data_dir``, found the way
-  it finds them (:mod:`ngm_jax.idx`, :mod:`ngm_jax.pickles`); [] if none.
+def data_files(benchmark: str, data_dir: str | os.PathLike) -> list[Path]:
+  """The files the loader of ``benchmark`` reads from ``data_dir``, found the
+  way it finds them: its registry record's ``data_files`` (e.g.
+  :func:`ngm_jax.idx.find_mnist_files`); [] if none are there, or the record
+  names no file search.
 
   For mini-ImageNet these are the pickles present (a run of at most 64
   classes opens only the train pickle).
+
+  Raises:
+    ValueError: ``benchmark`` is not registered (naming those that are).
   """
-  # pylint: disable=g-import-not-at-top,protected-access
-  from ngm_jax import idx, pickles
-  data_dir = Path(data_dir)
-  if dataset == "mnist":
-    found = [idx._find_idx(data_dir, stem) for stem in idx.MNIST_FILES.values()]
-    return [p for p in found if p is not None]
-  if dataset in ("cifar10", "cifar100"):
-    folder, names = ((pickles.CIFAR10_FOLDER, pickles._CIFAR10_FILES) if dataset == "cifar10"
-                     else (pickles.CIFAR100_FOLDER, pickles._CIFAR100_FILES))
-    for candidate in (data_dir / folder, data_dir):
-      if all((candidate / n).is_file() for n in names):
-        return [candidate / n for n in names]
+  from ngm_jax import benchmarks  # pylint: disable=g-import-not-at-top
+  record = benchmarks.get(benchmark)
+  if record.data_files is None:
     return []
-  if dataset == "miniimagenet":
-    try:
-      folder = pickles._miniimagenet_folder(data_dir)
-    except Exception:  # pylint: disable=broad-except
-      return []
-    return [folder / n for n in pickles.MINIIMAGENET_FILES if (folder / n).is_file()]
-  return []
+  return [Path(p) for p in record.data_files(Path(data_dir))]
 
 
 def mnist_official(files: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -238,31 +222,36 @@ def data_provenance(benchmark: str, data_dir: str | os.PathLike | None
   """What ``benchmark``'s data were read from, for ``run.json``.
 
   Args:
-    benchmark: a benchmark name (:data:`DATASET_OF_BENCHMARK`); None is
-      returned for others.
+    benchmark: a benchmark name (:data:`ngm_jax.benchmarks.BENCHMARKS`); None
+      is returned for others, and for a record without a ``dataset``.
     data_dir: the folder given (``--data-dir``), else ``$NGM_JAX_DATA_DIR``,
       else the data came through tensorflow-datasets.
 
   Returns:
     From a folder: ``{"source": "files", "data_dir", "dataset", "files":
-    {name: {"sha256", "bytes"[, "content_sha256"]}}}`` (content_sha256: of
-    the decompressed bytes of a ``.gz`` file), for MNIST with
+    {name: {"sha256", "bytes"[, "content_sha256"]}}}`` (``dataset``: the
+    record's; files: those its ``data_files`` finds; content_sha256: of the
+    decompressed bytes of a ``.gz`` file), for MNIST with
     ``"official_mnist"`` and ``"official_mnist_gz"`` (:func:`mnist_official`).
-    From tensorflow-datasets: :func:`tfds_provenance`.
+    From tensorflow-datasets: :func:`tfds_provenance` of the record's
+    ``dataset``.
   """
-  from ngm_jax.data import resolve_data_dir  # pylint: disable=g-import-not-at-top
-  dataset = DATASET_OF_BENCHMARK.get(benchmark)
-  if dataset is None:
+  # pylint: disable=g-import-not-at-top
+  from ngm_jax import benchmarks
+  from ngm_jax.data import resolve_data_dir
+  record = benchmarks.BENCHMARKS.get(benchmark)
+  if record is None or record.dataset is None:
     return None
+  dataset = record.dataset
   folder = resolve_data_dir(data_dir)
   if folder is None:
     return tfds_provenance(dataset)
   files = {}
-  for path in data_files(dataset, folder):
-    record = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+  for path in data_files(benchmark, folder):
+    entry = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix == ".gz":
-      record["content_sha256"] = sha256_file(path, gunzip=True)
-    files[path.name] = record
+      entry["content_sha256"] = sha256_file(path, gunzip=True)
+    files[path.name] = entry
   found = {"source": "files", "data_dir": str(folder), "dataset": dataset, "files": files}
   if dataset == "mnist":
     check = mnist_official(files)

@@ -192,6 +192,28 @@ def test_cifar_pickles_are_hashed(tmp_path):
   assert "official_mnist" not in found
 
 
+def test_data_provenance_reads_the_registry_record(tmp_path, monkeypatch):
+  """What is recorded comes from the benchmark's record: its dataset and the
+  files its data_files finds; a record without a dataset records none."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from ngm_jax import benchmarks  # pylint: disable=g-import-not-at-top
+  (tmp_path / "mine.bin").write_bytes(b"my data")
+  (tmp_path / "other.bin").write_bytes(b"not read")
+  mine = dataclasses.replace(benchmarks.get("split_mnist"), name="my_stream",
+                             dataset="my_data", data_files=lambda d: [d / "mine.bin"])
+  monkeypatch.setitem(benchmarks.BENCHMARKS, "my_stream", mine)
+  found = provenance.data_provenance("my_stream", tmp_path)
+  assert found == {"source": "files", "data_dir": str(tmp_path), "dataset": "my_data",
+                   "files": {"mine.bin": {"sha256": _sha256(b"my data"), "bytes": 7}}}
+  assert provenance.data_files("my_stream", tmp_path) == [tmp_path / "mine.bin"]
+  monkeypatch.setitem(benchmarks.BENCHMARKS, "my_stream",
+                      dataclasses.replace(mine, dataset=None, data_files=None))
+  assert provenance.data_provenance("my_stream", tmp_path) is None
+  assert provenance.data_files("my_stream", tmp_path) == []
+  with pytest.raises(ValueError, match="Unknown benchmark 'nope'; choose from split_mnist"):
+    provenance.data_files("nope", tmp_path)
+
+
 def test_tfds_source_records_versions_not_files(monkeypatch):
   import sys  # pylint: disable=g-import-not-at-top
   import types  # pylint: disable=g-import-not-at-top
