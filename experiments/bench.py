@@ -4,9 +4,18 @@ Every row is printed (one JSON line) as soon as it is measured and, with
 ``--json F``, ``F`` is rewritten after every row (``"complete": false`` until
 the last one), so an interrupted run keeps what it measured.
 
-**Split MNIST** (the MLP), the full protocol, whole runs::
+``--benchmark`` is any name of the registry (:mod:`ngm_jax.benchmarks`,
+default ``split_mnist``); what is timed follows the record: whole runs for a
+network that is not convolutional (the MLP), timed intervals for a
+convolutional one (the ResNet). The benchmark's config is
+``experiments/configs/<name>.py``'s. ``--synthetic`` replaces the data with
+random images of the dataset's shapes and sizes (:data:`SYNTHETIC`, by the
+record's ``dataset``).
 
-    python experiments/bench.py --data-dir ../shared/data/mnist [--json F]
+**Split MNIST** (the MLP; so ``rotated_mnist``, ``permuted_mnist``), the full
+protocol, whole runs::
+
+    python experiments/bench.py --data-dir DIR [--json F]
 
 For one seed and for five vmapped seeds: compile ``jax.jit(jax.vmap(train))``
 (timed apart), then time whole runs (5 tasks × 200 iterations, batch 128,
@@ -16,7 +25,8 @@ at task ends, to show what the per-iteration evaluation costs.
 ``--data-as argument,constant`` compares the data as arguments of the program
 with the data compiled into it; ``--repeats 0`` compiles only.
 
-**Split CIFAR-10** (the slim ResNet-18), timed intervals::
+**Split CIFAR-10** (the slim ResNet-18; so the other convolutional
+benchmarks), timed intervals::
 
     python experiments/bench.py --benchmark split_cifar10 --synthetic [--full]
 
@@ -28,8 +38,8 @@ and of running the seeds (``vmap``, ``lax.map``, or one seed's program called
 per seed from Python, ``sequential``). The protocol's iterations per second
 are then ``1 / (t_interval + t_task_eval / 20)`` (the per-task evaluation
 runs every 20 iterations). ``--synthetic`` uses random CIFAR-shaped data of
-the real sizes (50,000 train, 10,000 test images); the timing does not depend
-on pixel values.
+the real sizes (50,000 train, 10,000 test images; ``--synthetic-size`` other
+sizes); the timing does not depend on pixel values.
 
 The default is sized for a CPU: 2 seeds; the modes ``chunked:sequential``
 (the CPU default of the library), ``chunked:vmap`` and ``scan:vmap`` (the
@@ -45,9 +55,10 @@ set with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), the rows
 then compared with the first run as ratios, and their curves with its
 curves::
 
-    python experiments/bench.py --compare --data-dir ../shared/data/mnist
+    python experiments/bench.py --compare --data-dir DIR
     python experiments/bench.py --compare --benchmark split_cifar10 --synthetic
 
+The sizes of a comparison follow the record too (the MLP's or the ResNet's).
 Split MNIST, full protocol, 5 seeds (``--iterations-per-task N`` shortens
 it): the library's program (:func:`ngm_jax.run_benchmark`, one compiled
 ``lax.scan`` with the seeds vmapped) on 1, 2, 4 and 8 devices (the seeds
@@ -96,16 +107,18 @@ import numpy as np
 from experiments import configs
 from ngm_jax.benchmarks import get as get_benchmark
 from ngm_jax.benchmarks import load_benchmark
+from ngm_jax.benchmarks import names as benchmark_names
 from ngm_jax.data import ImageDataset
 from ngm_jax.execution import LOOPS, SEED_AXES, program_bytes
 from ngm_jax.runner import network, run_benchmark
-from ngm_jax.streams import split_cifar10, subsample_test
+from ngm_jax.streams import subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
 
 ALL_MODES = ("scan:vmap,chunked:vmap,scan:map,chunked:map,scan:sequential,"
              "chunked:sequential")
-#: Sizes of ``--benchmark split_cifar10`` (the speed table): a CPU default and
-#: the protocol's (``--full``). ``None``: the protocol's own value.
+#: Sizes of a convolutional benchmark's speed table (``--benchmark
+#: split_cifar10``): a CPU default and the protocol's (``--full``). ``None``:
+#: the protocol's own value.
 IMAGE_SIZES = {
     "cpu": {"seeds": "2", "modes": "chunked:sequential,chunked:vmap,scan:vmap",
             "iterations": 2, "batch_size": 32, "test_subset": 100,
@@ -113,21 +126,31 @@ IMAGE_SIZES = {
     "full": {"seeds": "1,5", "modes": ALL_MODES, "iterations": 3, "batch_size": None,
              "test_subset": None, "eval_task1_limit": None, "repeats": 2},
 }
-#: Sizes of ``--compare``, per benchmark (and ``--full`` for the image one).
+#: Sizes of ``--compare``, per kind of network (:func:`sizes_key`; ``--full``
+#: for the convolutional one).
 COMPARE_SIZES = {
-    "split_mnist": {"seeds": "5", "runs": "scan:vmap@1,scan:vmap@2,scan:vmap@4,scan:vmap@8,"
-                                          "python@1",
-                    "iterations_per_task": None, "batch_size": None, "test_subset": None,
-                    "eval_task1_limit": None},
-    "split_cifar10": {"seeds": "2", "runs": "chunked:sequential@1,chunked:vmap@1,"
-                                            "scan:sequential@1,scan:vmap@1,scan:vmap@S,"
-                                            "chunked:shard@S,scan:shard@S",
+    "mlp": {"seeds": "5", "runs": "scan:vmap@1,scan:vmap@2,scan:vmap@4,scan:vmap@8,python@1",
+            "iterations_per_task": None, "batch_size": None, "test_subset": None,
+            "eval_task1_limit": None},
+    "convolutional": {"seeds": "2", "runs": "chunked:sequential@1,chunked:vmap@1,"
+                                              "scan:sequential@1,scan:vmap@1,scan:vmap@S,"
+                                              "chunked:shard@S,scan:shard@S",
                       "iterations_per_task": 2, "batch_size": 16, "test_subset": 50,
                       "eval_task1_limit": None},
-    "split_cifar10_full": {"seeds": "5", "runs": "chunked:sequential@1,scan:vmap@1,"
+    "convolutional_full": {"seeds": "5", "runs": "chunked:sequential@1,scan:vmap@1,"
                                                  "scan:vmap@S",
                            "iterations_per_task": 40, "batch_size": None,
                            "test_subset": None, "eval_task1_limit": None},
+}
+#: ``--synthetic``: random data in the shapes of the dataset a record reads
+#: (its ``dataset``): image shape, classes, train and test sizes, and the
+#: superclasses (fine label // 5, 20 of 5 classes) for CIFAR-100.
+SYNTHETIC = {
+    "mnist": {"shape": (28, 28), "classes": 10, "train": 60000, "test": 10000},
+    "cifar10": {"shape": (32, 32, 3), "classes": 10, "train": 50000, "test": 10000},
+    "cifar100": {"shape": (32, 32, 3), "classes": 100, "train": 50000, "test": 10000,
+                 "coarse_per": 5},
+    "miniimagenet": {"shape": (84, 84, 3), "classes": 100, "train": 50000, "test": 10000},
 }
 #: Curves that are functions of the training trajectory alone (and accuracies):
 #: equal bit for bit when two ways of running train the same way.
@@ -187,7 +210,66 @@ def _memory(compiled) -> dict[str, float]:
   return out
 
 
-# --- Split MNIST: whole runs -------------------------------------------------
+# --- The stream ---------------------------------------------------------------
+
+
+def sizes_key(benchmark: str) -> str:
+  """``"convolutional"`` or ``"mlp"``: which sizes and timings a registered
+  benchmark gets (its record's ``convolutional``)."""
+  return "convolutional" if get_benchmark(benchmark).convolutional else "mlp"
+
+
+def synthetic_dataset(dataset: str, train: int | None = None, test: int | None = None,
+                      seed: int = 0) -> ImageDataset:
+  """Random uint8 images and balanced labels in the shapes of ``dataset`` (a
+  key of :data:`SYNTHETIC`), by default of its sizes.
+
+  Raises:
+    ValueError: a dataset :data:`SYNTHETIC` does not describe (naming those it does).
+  """
+  if dataset not in SYNTHETIC:
+    raise ValueError(f"--synthetic: no synthetic data for dataset {dataset!r}; there are for"
+                     f" {', '.join(SYNTHETIC)}.")
+  spec = SYNTHETIC[dataset]
+  rng = np.random.default_rng(seed)
+  classes = spec["classes"]
+
+  def split(n):
+    labels = np.repeat(np.arange(classes, dtype=np.int32), -(-n // classes))[:n]
+    return rng.integers(0, 256, (n,) + spec["shape"], dtype=np.uint8), labels
+
+  (train_x, train_y), (test_x, test_y) = split(train or spec["train"]), split(test or spec["test"])
+  per = spec.get("coarse_per")
+  coarse = (lambda y: (y // per).astype(np.int32)) if per else (lambda y: None)
+  return ImageDataset(train_x, train_y, test_x, test_y, coarse(train_y), coarse(test_y))
+
+
+def synthetic_cifar10(seed: int = 0, train: int = 50000, test: int = 10000) -> ImageDataset:
+  """Random uint8 images and balanced labels with CIFAR-10's shapes (and, by
+  default, its sizes)."""
+  return synthetic_dataset("cifar10", train, test, seed)
+
+
+def bench_stream(args):
+  """``args.benchmark``'s stream with its config's options, synthetic
+  (``--synthetic``, ``--synthetic-size TRAIN,TEST``) or loaded, on
+  ``--test-subset`` images per task; and a note saying which."""
+  record = get_benchmark(args.benchmark)
+  options = record.check_options(configs.get_config(args.benchmark).options)
+  if getattr(args, "synthetic", False):
+    size = getattr(args, "synthetic_size", None)
+    train, test = (int(n) for n in size.split(",")) if size else (None, None)
+    stream = record.build(synthetic_dataset(record.dataset, train, test), **options)
+    note = f"synthetic {record.dataset}-shaped data"
+  else:
+    stream = load_benchmark(args.benchmark, args.data_dir, **options)
+    note = record.dataset or args.benchmark
+  if getattr(args, "test_subset", None):
+    stream = subsample_test(stream, args.test_subset)
+  return stream, note
+
+
+# --- Networks that are not convolutional (Split MNIST): whole runs -----------
 
 
 def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="argument"):
@@ -228,11 +310,12 @@ def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="
   }
 
 
-def bench_mnist(args, rows: Rows) -> list[dict]:
-  config = configs.get_config("split_mnist").train
+def bench_runs(args, rows: Rows) -> list[dict]:
+  """Whole runs of ``args.benchmark`` (the Split MNIST protocol's table)."""
+  config = configs.get_config(args.benchmark).train
   no_eval = dataclasses.replace(config, eval_every=config.iterations_per_task,
                                 task_eval_every=config.iterations_per_task)
-  stream = load_benchmark("split_mnist", args.data_dir)
+  stream, _ = bench_stream(args)
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     for cfg in (config, no_eval):
       for data_as in args.data_as.split(","):
@@ -247,32 +330,7 @@ def bench_mnist(args, rows: Rows) -> list[dict]:
   return rows.rows
 
 
-# --- Split CIFAR-10: timed intervals -----------------------------------------
-
-
-def synthetic_cifar10(seed: int = 0, train: int = 50000, test: int = 10000) -> ImageDataset:
-  """Random uint8 images and balanced labels with CIFAR-10's shapes (and, by
-  default, its sizes)."""
-  rng = np.random.default_rng(seed)
-  return ImageDataset(
-      rng.integers(0, 256, (train, 32, 32, 3), dtype=np.uint8),
-      np.repeat(np.arange(10, dtype=np.int32), train // 10),
-      rng.integers(0, 256, (test, 32, 32, 3), dtype=np.uint8),
-      np.repeat(np.arange(10, dtype=np.int32), test // 10),
-  )
-
-
-def image_stream(args):
-  """The Split CIFAR-10 stream of ``args`` (synthetic or read) and a note."""
-  if args.synthetic:
-    train, test = (int(n) for n in args.synthetic_size.split(","))
-    stream = split_cifar10(synthetic_cifar10(train=train, test=test))
-    note = "synthetic CIFAR-shaped data"
-  else:
-    stream, note = load_benchmark("split_cifar10", args.data_dir), "CIFAR-10"
-  if args.test_subset:
-    stream = subsample_test(stream, args.test_subset)
-  return stream, note
+# --- Convolutional networks (Split CIFAR-10): timed intervals ---------------
 
 
 def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
@@ -309,17 +367,18 @@ def time_image_mode(parts, keys, loop, seed_axis, iterations, repeats):
 
 
 def bench_image(args, rows: Rows) -> list[dict]:
-  stream, data_note = image_stream(args)
-  config = configs.get_config("split_cifar10")
+  """Timed intervals of ``args.benchmark`` (the Split CIFAR-10 speed table)."""
+  stream, data_note = bench_stream(args)
+  config = configs.get_config(args.benchmark)
   overrides = {k: v for k, v in (("batch_size", args.batch_size),
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
   train_config = dataclasses.replace(config.train, iterations_per_task=1, task_eval_every=1,
                                      **overrides)
-  record = get_benchmark("split_cifar10")
+  record = get_benchmark(args.benchmark)
   net, _ = network(stream, augment=record.augment if config.augment else None)
   modes = [m.split(":") for m in args.modes.split(",")]
   task1 = min(int(stream.test_task_ends[0]), train_config.eval_task1_limit or 10**9)
-  print(f"split_cifar10 ({data_note}), {args.optimizer}, batch {train_config.batch_size},"
+  print(f"{args.benchmark} ({data_note}), {args.optimizer}, batch {train_config.batch_size},"
         f" Task-1 evaluation on {task1} images every iteration, all"
         f" {len(stream.test_labels)} test images every {config.train.task_eval_every};"
         f" best of {args.repeats}, {args.iterations} intervals per timing", flush=True)
@@ -411,16 +470,10 @@ def parse_run(spec: str, num_seeds: int) -> tuple[str, str, int]:
 
 def compare_setup(args):
   """The stream, config and network keyword arguments of a comparison run."""
-  if args.benchmark == "split_mnist":
-    stream = load_benchmark("split_mnist", args.data_dir)
-    if args.test_subset:
-      stream = subsample_test(stream, args.test_subset)
-    augment = None
-  else:
-    stream, _ = image_stream(args)
-    record = get_benchmark("split_cifar10")
-    augment = record.augment if configs.get_config("split_cifar10").augment else None
-  config = get_benchmark(args.benchmark).config
+  record = get_benchmark(args.benchmark)
+  stream, _ = bench_stream(args)
+  augment = record.augment if configs.get_config(args.benchmark).augment else None
+  config = record.config
   overrides = {k: v for k, v in (("iterations_per_task", args.iterations_per_task),
                                  ("batch_size", args.batch_size),
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
@@ -584,10 +637,10 @@ def _print_compare(rows, args):
 
 def _apply_sizes(args) -> None:
   """Fills the size flags left unset from the defaults of the chosen mode."""
+  kind = sizes_key(args.benchmark)
   if args.compare:
-    key = args.benchmark + ("_full" if args.full and args.benchmark != "split_mnist" else "")
-    sizes = COMPARE_SIZES[key]
-  elif args.benchmark == "split_cifar10":
+    sizes = COMPARE_SIZES[kind + ("_full" if args.full and kind == "convolutional" else "")]
+  elif kind == "convolutional":
     sizes = IMAGE_SIZES["full" if args.full else "cpu"]
   else:
     sizes = {"seeds": "1,5", "repeats": 2}
@@ -603,16 +656,18 @@ def _apply_sizes(args) -> None:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--benchmark", choices=("split_mnist", "split_cifar10"),
-                      default="split_mnist")
+  parser.add_argument("--benchmark", choices=benchmark_names(), default="split_mnist",
+                      help="a registered benchmark (ngm_jax.benchmarks)")
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--synthetic", action="store_true",
-                      help="split_cifar10 on random CIFAR-shaped data (no dataset needed)")
-  parser.add_argument("--synthetic-size", default="50000,10000",
-                      help="TRAIN,TEST images of the synthetic data (default CIFAR-10's)")
+                      help="random data in the shapes of the benchmark's dataset (no dataset"
+                           f" needed; for {', '.join(SYNTHETIC)})")
+  parser.add_argument("--synthetic-size", default=None,
+                      help="TRAIN,TEST images of the synthetic data (default the dataset's)")
   parser.add_argument("--optimizer", default="ngm_sgd")
   parser.add_argument("--full", action="store_true",
-                      help="split_cifar10: the protocol's sizes, all modes (accelerators)")
+                      help="convolutional benchmarks: the protocol's sizes, all modes"
+                           " (accelerators)")
   parser.add_argument("--compare", action="store_true",
                       help="compare ways of running (--runs), each in a subprocess")
   parser.add_argument("--runs", default=None,
@@ -622,17 +677,18 @@ def main(argv=None) -> int:
                       help="--compare: shorten the protocol")
   parser.add_argument("--seeds", default=None, help="comma-separated seed counts")
   parser.add_argument("--modes", default=None,
-                      help="split_cifar10: comma-separated loop:seed_axis pairs")
+                      help="convolutional benchmarks: comma-separated loop:seed_axis pairs")
   parser.add_argument("--iterations", type=int, default=None,
-                      help="split_cifar10: eval intervals per timing")
+                      help="convolutional benchmarks: eval intervals per timing")
   parser.add_argument("--batch-size", type=int, default=None,
-                      help="split_cifar10: override the protocol's batch 256")
+                      help="convolutional benchmarks: override the protocol's batch")
   parser.add_argument("--eval-task1-limit", type=int, default=None,
-                      help="split_cifar10: Task-1 evaluation on the first N images only")
+                      help="convolutional benchmarks: Task-1 evaluation on the first N"
+                           " images only")
   parser.add_argument("--test-subset", type=int, default=None,
                       help="a fixed random subset of N test images per task")
   parser.add_argument("--data-as", default="argument",
-                      help="split_mnist: comma-separated 'argument' (the library's way)"
+                      help="MLP benchmarks: comma-separated 'argument' (the library's way)"
                            " and/or 'constant' (data compiled into the program)")
   parser.add_argument("--repeats", type=int, default=None,
                       help="timed runs per row, best kept (0: compile and measure memory only)")
@@ -658,8 +714,8 @@ def main(argv=None) -> int:
   rows = Rows(args.json, header)
   if args.compare:
     compare(args, rows)
-  elif args.benchmark == "split_mnist":
-    bench_mnist(args, rows)
+  elif sizes_key(args.benchmark) == "mlp":
+    bench_runs(args, rows)
   else:
     bench_image(args, rows)
   rows.close()
