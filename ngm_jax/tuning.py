@@ -38,7 +38,8 @@ from ngm_jax.streams import TaskStream
 from ngm_jax.train import TrainConfig
 from ngm_jax.validation import validation_split
 
-__all__ = ["OBJECTIVES", "tune", "trial_metrics", "select"]
+__all__ = ["OBJECTIVES", "tune", "trial_metrics", "select", "tuning_table",
+           "write_tuning_report"]
 
 #: Objective name → True if larger is better. Computed on the validation
 #: curves: the Task-1 metrics of :func:`ngm_jax.metrics.task1_metrics` and the
@@ -272,5 +273,65 @@ def tune(
                 for m in ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg", "dl_final_acc_all")}
         for label in tunables}
     results.write_json(work / "tuning.json", record)
+    write_tuning_report(work, record, result.metrics)
     results.finish_out(work, out)
+  if show_progress and writer:
+    print(tuning_table(record), flush=True)
   return record, result
+
+
+def write_tuning_report(out: str | Path, record: Mapping[str, Any] | None = None,
+                        metrics: Mapping[str, Any] | None = None) -> None:
+  """``tuning.md`` (:func:`tuning_table`) and ``tradeoff.png`` (avg-SG against
+  final all-task accuracy, :func:`ngm_jax.plots_tradeoff.plot_tradeoff`) in
+  ``out``, from the given record and final metrics or from those saved there
+  (``tuning.json``, the final run)."""
+  from ngm_jax.plots_tradeoff import plot_tradeoff  # pylint: disable=import-outside-toplevel
+  out = Path(out)
+  record = record if record is not None else results.read_json(out / "tuning.json")
+  metrics = metrics if metrics is not None else results.load_result(out).metrics
+  with results.atomic_path(out / "tuning.md") as tmp:
+    tmp.write_text(tuning_table(record))
+  seeds = len(record["final_seeds"])
+  plot_tradeoff({label: metrics[label] for label in record["optimizers"]},
+                out / "tradeoff.png",
+                title=f"{record['benchmark']}: tuned at budget {record['budget']},"
+                      f" {seeds} fresh seeds (mean ± s.e.)")
+
+
+def _pct(entry: Mapping[str, Any] | None, stderr: bool = True) -> str:
+  if not entry or entry.get("mean") is None:
+    return "n/a"
+  text = f"{100 * entry['mean']:.2f}"
+  if stderr and entry.get("stderr") is not None:
+    text += f" ± {100 * entry['stderr']:.2f}"
+  return text
+
+
+def tuning_table(record: Mapping[str, Any]) -> str:
+  """Markdown: per method, the selected configuration, its validation
+  objective, and the final runs' test metrics (stability: avg-SG and WC-ACC
+  of Task 1; plasticity: final accuracy over all tasks), in percent."""
+  objective = record["objective"]
+  val = record["validation"]
+  better = "larger" if record["objective_larger_is_better"] else "smaller"
+  lines = [
+      f"# {record['benchmark']}: every method tuned at budget {record['budget']}",
+      "",
+      f"Selection by validation {objective} ({better} is better), mean over search seeds {record['search_seeds']}, on"
+      f" {100 * val['fraction']:.0f} % of each task's training data (split seed {val['seed']});"
+      f" final runs on the full training data with fresh seeds {record['final_seeds'][0]}.."
+      f"{record['final_seeds'][-1]}, evaluated on the test set. Mean ± standard error, %.",
+      "",
+      "| method | selected | validation " + objective + " | test avg-SG | test WC-ACC |"
+      " test final ACC, all tasks |",
+      "|---|---|---:|---:|---:|---:|",
+  ]
+  for label, entry in record["optimizers"].items():
+    chosen = ", ".join(f"{k}={v:.4g}" for k, v in entry["selected"].items())
+    trial = entry["trials"][entry["selected_index"]]["validation"][objective]
+    final = record.get("final_metrics", {}).get(label, {})
+    lines.append(f"| {label} | {chosen} | {_pct(trial, stderr=False)} |"
+                 f" {_pct(final.get('avg_sg'))} | {_pct(final.get('wc_acc'))} |"
+                 f" {_pct(final.get('dl_final_acc_all'))} |")
+  return "\n".join(lines) + "\n"

@@ -65,7 +65,8 @@ def test_every_method_gets_exactly_budget_trials_and_the_files(stream, tmp_path)
   assert set(saved["optimizers"]["msgd"]["space"]) == {"learning_rate", "momentum"}
   # The final runs: fresh seeds, the usual files.
   assert result.meta["seeds"] == [1000, 1001]
-  for name in ("run.json", "curves.npz", "metrics.json", "table.md", "figure.png"):
+  for name in ("run.json", "curves.npz", "metrics.json", "table.md", "figure.png",
+               "tuning.md", "tradeoff.png"):
     assert (out / name).exists(), name
   assert (out / "search" / "sgd" / "run.json").exists()
   # The search trained each configuration with its own learning rate: the
@@ -106,3 +107,21 @@ def test_trial_metrics_and_selection():
   assert select(per_trial, "wc_acc") == 0
   # avg-SG is minimised.
   assert OBJECTIVES["avg_sg"] is False
+
+
+def test_tuning_table_reports_stability_beside_plasticity():
+  from ngm_jax.tuning import tuning_table  # pylint: disable=import-outside-toplevel
+  entry = lambda m, s: {"mean": m, "stderr": s}
+  record = {
+      "benchmark": "split_mnist", "budget": 2, "objective": "wc_acc",
+      "objective_larger_is_better": True, "search_seeds": [0], "final_seeds": [1000, 1001],
+      "validation": {"fraction": 0.1, "seed": 0},
+      "optimizers": {"sgd": {
+          "selected": {"learning_rate": 0.01}, "selected_index": 1,
+          "trials": [{"validation": {"wc_acc": {"mean": 0.5}}},
+                     {"validation": {"wc_acc": {"mean": 0.9}}}]}},
+      "final_metrics": {"sgd": {"avg_sg": entry(0.02, 0.005), "wc_acc": entry(0.95, 0.01),
+                                "dl_final_acc_all": entry(0.88, 0.002)}},
+  }
+  row = tuning_table(record).splitlines()[-1]
+  assert row == "| sgd | learning_rate=0.01 | 90.00 | 2.00 ± 0.50 | 95.00 ± 1.00 | 88.00 ± 0.20 |"
