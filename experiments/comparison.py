@@ -42,12 +42,19 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--search-seeds", type=int, default=2)
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--objective", default="wc_acc", choices=tuple(OBJECTIVES))
+  parser.add_argument("--iterations-per-task", type=int, default=None,
+                      help="override the config's iterations_per_task (stated in the results)")
+  parser.add_argument("--train-per-task", type=int, default=None,
+                      help="permuted_mnist: training images per task (default: all)")
   parser.add_argument("--out", required=True)
   parser.add_argument("--resume", action="store_true")
   parser.add_argument("--overwrite", action="store_true")
   args = parser.parse_args(argv)
-  stream = benchmarks.load_benchmark(args.benchmark, args.data_dir)
+  options = {"train_per_task": args.train_per_task} if args.train_per_task else {}
+  stream = benchmarks.load_benchmark(args.benchmark, args.data_dir, **options)
   config = benchmarks.get(args.benchmark).config
+  if args.iterations_per_task:
+    config = dataclasses.replace(config, iterations_per_task=args.iterations_per_task)
   tune(stream, [m.strip() for m in args.methods.split(",") if m.strip()], config,
        budget=args.budget, search_seeds=args.search_seeds, num_seeds=args.seeds,
        objective=args.objective, search_config=search_schedule(config), out=args.out,
