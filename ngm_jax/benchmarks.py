@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import flax.linen as nn
 import jax
 
+from ngm_jax import checks
 from ngm_jax.augment import random_crop_flip
 from ngm_jax.data import ImageDataset, load_cifar10, load_cifar100, load_miniimagenet, load_mnist
 from ngm_jax.idx import find_mnist_files
@@ -161,7 +162,8 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | None = None,
       ``num_tasks=3`` for domain_cifar100; None counts as not given.
 
   Raises:
-    ValueError: an unknown benchmark or option, or a bad option value, before
+    ValueError: an unknown benchmark or option, or a bad option value (a
+      ngm_jax.checks.ParameterError naming the option), before
       any data are read.
     ngm_jax.data.DataUnavailableError: when the data cannot be found.
   """
@@ -177,7 +179,8 @@ def _int_option(benchmark: str, option: str, value: Any, low: int, high: int | N
   ok = ok and (high is None or value <= high)
   if not ok:
     allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-    raise ValueError(f"{benchmark}: {option}={value!r}; must be an integer {allowed}.")
+    raise checks.ParameterError("{%s}; must be an integer %s." % (option, allowed),
+                                {option: value}, prefix=f"{benchmark}: ")
   return value
 
 
