@@ -52,7 +52,7 @@ def test_every_method_gets_exactly_budget_trials_and_the_files(stream, tmp_path)
   record, result = tune(stream, {"sgd": "sgd", "msgd": "msgd", "mine": mine}, CONFIG,
                         budget=2, search_seeds=2, num_seeds=2, out=out, **_quiet())
   saved = json.loads((out / "tuning.json").read_text())
-  assert saved["budget"] == 2 and saved["objective"] == "wc_acc"
+  assert saved["budget"] == 2 and saved["objective"] == "wc_acc_all"
   assert saved["validation"]["fraction"] == 0.1 and saved["validation"]["seed"] == 0
   sizes = stream.task_sizes("train")
   assert [a + b for a, b in zip(saved["validation"]["train_sizes"],
@@ -83,7 +83,7 @@ def test_a_tuning_is_not_overwritten_by_accident(stream, tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(budget=0), "budget=0"),
-    (dict(budget=2, objective="loss"), "objective='loss'; choose from wc_acc"),
+    (dict(budget=2, objective="loss"), "objective='loss'; choose from wc_acc_all, wc_acc"),
     (dict(budget=2, search_seeds=0), "search_seeds=0"),
 ])
 def test_bad_arguments_are_named(stream, kwargs, match):
@@ -96,17 +96,37 @@ def test_trial_metrics_and_selection():
   acc = np.array([0.5, 0.6, 0.9, 0.8])[:, None] * np.ones((4, 8))
   task_acc = np.ones((4, 2, 2)) * np.array([0.3, 0.3, 0.7, 0.7])[:, None, None]
   curves = {"task1_acc": acc, "task_acc": task_acc, "diverged_at": np.array([-1, -1, -1, -1])}
-  per_trial = trial_metrics(curves, num_tasks=2, budget=2, search_seeds=2)
+  per_trial = trial_metrics(curves, num_tasks=2, budget=2, search_seeds=2,
+                            iterations_per_task=4)
   assert per_trial["final_acc"].shape == (2, 2)
   np.testing.assert_allclose(per_trial["final_acc"], [[0.3, 0.3], [0.7, 0.7]])
   assert select(per_trial, "wc_acc") == 1
   # A diverged seed ranks its configuration last.
   curves["diverged_at"] = np.array([-1, -1, 5, -1])
-  per_trial = trial_metrics(curves, num_tasks=2, budget=2, search_seeds=2)
+  per_trial = trial_metrics(curves, num_tasks=2, budget=2, search_seeds=2,
+                            iterations_per_task=4)
   assert np.isnan(per_trial["wc_acc"][1, 0])
   assert select(per_trial, "wc_acc") == 0
   # avg-SG is minimised.
   assert OBJECTIVES["avg_sg"] is False
+
+
+def test_the_default_objective_penalises_not_learning_the_later_tasks():
+  """Configuration 0 keeps Task 1 perfectly by never learning Task 2; 1 dips
+  on Task 1 but learns both. Task-1 WC-ACC picks 0, WC-ACC over all tasks 1."""
+  task1 = np.stack([np.ones(8), np.r_[np.ones(4), 0.7, 0.8, 0.9, 0.9]])
+  task_acc = np.stack([
+      [[1.0, 0.1], [1.0, 0.1], [1.0, 0.1], [1.0, 0.1]],   # never learns task 2
+      [[1.0, 0.1], [1.0, 0.2], [0.8, 0.9], [0.9, 0.95]],  # learns it, Task 1 dips
+  ])
+  curves = {"task1_acc": task1, "task_acc": task_acc, "diverged_at": np.array([-1, -1])}
+  per_trial = trial_metrics(curves, num_tasks=2, budget=2, search_seeds=1,
+                            iterations_per_task=4)
+  assert select(per_trial, "wc_acc") == 0
+  assert select(per_trial, "wc_acc_all") == 1
+  # wc_acc_all = last task's final / K + (1 - 1/K) * Task 1's minimum after task 1.
+  np.testing.assert_allclose(per_trial["wc_acc_all"][:, 0], [0.1 / 2 + 1.0 / 2,
+                                                             0.95 / 2 + 0.8 / 2])
 
 
 def test_tuning_table_reports_stability_beside_plasticity():
