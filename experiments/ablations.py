@@ -1,10 +1,10 @@
 """Ablations of NGM: which part of the gain closes the stability gap.
 
-    python experiments/ablations.py --benchmark split_mnist --data-dir DIR --reuse results/split_mnist
-    python experiments/ablations.py --benchmark rotated_mnist --data-dir DIR --reuse results/rotated_mnist
-    python experiments/ablations.py --remake docs/analysis/ablations_split_mnist   # outputs from saved curves
+    python -m experiments.ablations --benchmark split_mnist --data-dir DIR --reuse results/split_mnist
+    python -m experiments.ablations --benchmark rotated_mnist --data-dir DIR --reuse results/rotated_mnist
+    python -m experiments.ablations --remake docs/analysis/ablations_split_mnist   # outputs from saved curves
 
-On one benchmark (its config: iterations, lr, γ, g0, η, batch; five seeds),
+On one benchmark (its config in ``experiments/configs``: iterations, lr, γ, g0, η, batch; five seeds),
 trains (:data:`experiments.ablation_registry.ABLATIONS`):
 
 - ``ngm_sgd``; the constant-gain ablation ``g0_sgd`` at g0 = 1 (``g0_sgd_1``)
@@ -28,7 +28,7 @@ there instead of being trained; the output says which. Variants trained here
 are saved by :func:`ngm_jax.run_benchmark` in OUT/trained/ (and
 OUT/trained_mean_gain/ for ``g0_sgd_mean``), which a later call can reuse.
 
-Writes OUT (default docs/analysis/ablations_<benchmark>)/: curves.npz,
+Writes OUT (default results/analysis/ablations_<benchmark>)/: curves.npz,
 run.json, metrics.json, table.md and figure.png (as ``experiments.run``),
 ablations.md (the ablation table and paired differences with 95% CIs),
 ablation.png (the paper's ablation figure: accuracy over the seen tasks,
@@ -47,15 +47,19 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import jax
+if __package__ in (None, ""):  # run as a script: make the repo importable
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import configs
 from experiments.ablation_registry import (ABLATIONS, ablation_table, ablation_variants,
                                            comparison_table)
-from experiments.common import load_experiment
 from experiments.saved_runs import load_run, reusable_curves
 from ngm_jax import benchmarks, results
+from ngm_jax.cli.args import comma_separated
+from ngm_jax.cli.experiment import load_experiment
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.results import report
 from ngm_jax.runner import run_benchmark
@@ -93,16 +97,6 @@ _OVERRIDES = {"iterations_per_task": int, "batch_size": int, "eval_every": int,
               "task_eval_every": int}
 
 
-def _variants(text: str) -> tuple[str, ...]:
-  names = tuple(n.strip() for n in text.split(",") if n.strip())
-  unknown = [n for n in names if n not in ABLATIONS]
-  if unknown or not names:
-    raise argparse.ArgumentTypeError(
-        f"unknown variant(s) {unknown or text!r}; choose from"
-        f" {', '.join(ABLATIONS)} (comma-separated).")
-  return names
-
-
 def _limit(text: str) -> int:
   """``--eval-task1-limit``: an integer >= 1, or 0 for 'all' (None: not given)."""
   if text.lower() == "all":
@@ -118,7 +112,7 @@ def _limit(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python experiments/ablations.py", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m experiments.ablations", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--benchmark", default=None,
                       help=f"one of: {', '.join(configs.available())} (meant for split_mnist, rotated_mnist)")
@@ -127,10 +121,11 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--data-dir", default=None,
                       help="folder with the dataset's standard files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
   parser.add_argument("--out", default=None,
-                      help="output folder (default: docs/analysis/ablations_<benchmark>)")
+                      help="output folder (default: results/analysis/ablations_<benchmark>)")
   parser.add_argument("--reuse", nargs="+", default=(), metavar="DIR",
                       help="saved run folders whose identical variants are reused instead of trained")
-  parser.add_argument("--variants", type=_variants, default=tuple(ABLATIONS),
+  parser.add_argument("--variants", default=tuple(ABLATIONS),
+                      type=comma_separated(str, "--variants", choices=ABLATIONS, noun="variant"),
                       help=f"comma-separated subset (default all: {','.join(ABLATIONS)})")
   parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--eval-task1-limit", type=_limit, default=None, metavar="N",
@@ -162,7 +157,7 @@ def run(args: argparse.Namespace) -> Path:
   config = configs.get_config(args.benchmark)  # an unknown name fails before anything loads
   limit = (config.train.eval_task1_limit if args.eval_task1_limit is None
            else args.eval_task1_limit or None)
-  out = Path(args.out or f"docs/analysis/ablations_{args.benchmark}")
+  out = Path(args.out or f"results/analysis/ablations_{args.benchmark}")
   if (out / "curves.npz").exists() and not args.overwrite:
     raise ValueError(f"{out} already holds ablations; pass --overwrite or choose another --out.")
   sources = {folder: load_run(folder, option="--reuse") for folder in args.reuse}
@@ -174,7 +169,7 @@ def run(args: argparse.Namespace) -> Path:
   labels = [l for l in ABLATIONS if l in labels]
 
   args.eval_task1_limit = None  # applied below ('all' included)
-  experiment = load_experiment(args)
+  experiment = load_experiment(args, config)
   stream, num_seeds, augment = experiment.stream, experiment.num_seeds, experiment.augment
   train_config = dataclasses.replace(experiment.train, eval_task1_limit=limit)
   extra_meta = experiment.meta

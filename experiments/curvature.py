@@ -1,6 +1,6 @@
 """Top Hessian eigenvalue in W and in W_eff around Split MNIST's task boundaries.
 
-    python -m experiments.curvature --data-dir ../shared/data/mnist     # docs/figures/curvature.{png,json}
+    python -m experiments.curvature --data-dir ../shared/data/mnist     # results/figures/curvature.{png,json}
 
 Trains the paper's MLP with NGM-SGD (the ``split_mnist`` config: lr 0.01, γ 0.9,
 g0 1, η 0.4, batch 128, 200 iterations per task, 5 tasks; one seed) with the
@@ -38,12 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import configs
-from experiments.cli_types import comma_separated
-from ngm_jax import plots_analysis
+from ngm_jax import benchmarks, plots_analysis
 from ngm_jax.curvature import ngm_top_eigenvalues
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.benchmarks import load_benchmark
+from ngm_jax.cli.args import comma_separated
 from ngm_jax.gain import effective_params, gain_of
 from ngm_jax.models import standardise_mnist
 from ngm_jax.placement import gain_mask, kernels
@@ -64,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data-dir", default=None,
                       help="folder with MNIST's IDX files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
-  parser.add_argument("--out", default="docs/figures/curvature.png",
+  parser.add_argument("--out", default="results/figures/curvature.png",
                       help="output PNG; the JSON goes beside it with .json (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
   parser.add_argument("--tasks", type=int, default=5, help="tasks to train, 2..5 (default: %(default)s)")
@@ -85,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args) -> TrainConfig:
-  cfg = configs.get_config("split_mnist").train
+  cfg = benchmarks.get("split_mnist").config
   overrides = {k: getattr(args, k) for k in ("learning_rate", "gamma", "g0", "eta",
                                              "batch_size", "iterations_per_task")
                if getattr(args, k) is not None}

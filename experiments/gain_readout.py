@@ -1,6 +1,7 @@
 """The gain as a readout of task complexity: mean gain per task block against the task index.
 
-    python experiments/gain_readout.py --runs results/split_mnist results/rotated_mnist --out docs/analysis/gain_readout
+    python -m experiments.gain_readout --runs results/split_mnist results/rotated_mnist
+        # writes results/analysis/gain_readout (--out DIR)
 
 Reads saved run folders (``experiments.run``: run.json and curves.npz), any
 number, class-incremental (``split_*``) and domain-incremental
@@ -29,7 +30,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
+if __package__ in (None, ""):  # run as a script: make the repo importable
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # pylint: disable=g-import-not-at-top
 
 from experiments.saved_runs import load_run, run_variants
 from ngm_jax import benchmarks, results
@@ -38,11 +42,11 @@ from ngm_jax.plots_ablation import plot_gain_readout
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python experiments/gain_readout.py", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m experiments.gain_readout", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--runs", nargs="+", required=True, metavar="DIR",
                       help="saved run folders (run.json + curves.npz)")
-  parser.add_argument("--out", default="docs/analysis/gain_readout",
+  parser.add_argument("--out", default="results/analysis/gain_readout",
                       help="output folder (default: %(default)s)")
   parser.add_argument("--optimizer", default="ngm_sgd",
                       help="the variant whose gain is read (default: %(default)s)")

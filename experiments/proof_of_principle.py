@@ -2,7 +2,7 @@
 switches halfway, learnt with gain-modulated SGD, as fast + slow weights, and
 with the gain fixed at g0.
 
-    python -m experiments.proof_of_principle            # docs/figures/proof_of_principle.png
+    python -m experiments.proof_of_principle            # results/figures/proof_of_principle.png
 
 Takes a few seconds on a CPU. Prints the peak gain and, for each learner, the
 steps from the switch until ``y`` first comes, and then stays, within
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m experiments.proof_of_principle", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--out", default="docs/figures/proof_of_principle.png",
+  parser.add_argument("--out", default="results/figures/proof_of_principle.png",
                       help="output PNG (default: %(default)s)")
   parser.add_argument("--steps", type=int, default=200, help="steps; the target switches halfway (default: %(default)s)")
   parser.add_argument("--x", type=float, default=1.0, help="the constant input (default: %(default)s)")

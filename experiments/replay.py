@@ -1,7 +1,7 @@
 """The stability gap under experience replay: NGM-SGD against the baselines.
 
     python -m experiments.replay --benchmark split_mnist --data-dir DIR --per-class 50 \
-        [--seeds 5] [--out docs/analysis/replay_split_mnist]
+        [--seeds 5] [--out results/analysis/replay_split_mnist]
 
 Instead of incremental joint training's access to every seen task, each
 minibatch is half current task, half replay from a bounded buffer of
@@ -12,7 +12,7 @@ config (Split MNIST: 5 tasks x 200 iterations, batch 128, lr 0.01, γ 0.9,
 g0 1, η 0.4, Task 1 evaluated on all its test images every iteration).
 Writes ``OUT/``: curves.npz, run.json, log.jsonl, and, through
 :func:`ngm_jax.results.write_report`, metrics.json, table.md and figure.png;
-``python -m experiments.run report OUT`` re-makes the last three. Five
+``ngm-jax report OUT`` re-makes the last three. Five
 optimizers x five seeds took 19 minutes on two busy CPU cores.
 """
 
@@ -27,7 +27,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from experiments import common, configs
+from experiments import configs
+from ngm_jax.cli.args import TRAIN_FLAGS, comma_separated, flag_of
+from ngm_jax.cli.experiment import load_experiment
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.optimizers import OPTIMIZER_NAMES
 from ngm_jax.replay import replay_sampler
@@ -99,16 +101,6 @@ def run_replay(
                        overwrite=overwrite, extra_meta=meta)
 
 
-def _optimizers(text: str) -> tuple[str, ...]:
-  names = tuple(n.strip() for n in text.split(",") if n.strip())
-  unknown = [n for n in names if n not in OPTIMIZER_NAMES]
-  if unknown or not names:
-    raise argparse.ArgumentTypeError(
-        f"unknown optimizer(s) {unknown or text!r}; choose from"
-        f" {', '.join(OPTIMIZER_NAMES)} (comma-separated).")
-  return names
-
-
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m experiments.replay", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,15 +112,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="replay buffer slots per class (e.g. 50 or 200)")
   parser.add_argument("--seeds", type=int, default=None,
                       help="number of seeds 0..N-1 (default: the config's, 5)")
-  parser.add_argument("--optimizers", type=_optimizers, default=None,
+  parser.add_argument("--optimizers", default=None,
+                      type=comma_separated(str, "--optimizers", choices=OPTIMIZER_NAMES,
+                                           noun="optimizer"),
                       help="comma-separated names (default: the config's set)")
   parser.add_argument("--out", default=None,
-                      help="output folder (default: docs/analysis/replay_<benchmark>)")
+                      help="output folder (default: results/analysis/replay_<benchmark>)")
   parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-  for flag, kind in common.TRAIN_FLAGS.items():
-    parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None,
-                        help=f"override the config's {flag}")
+  for field, kind in TRAIN_FLAGS.items():
+    parser.add_argument(flag_of(field), type=kind, default=None,
+                        help=f"override the config's {field}")
   return parser
 
 
@@ -138,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = configs.get_config(args.benchmark)
     if args.per_class < 1:  # checked before the data are loaded
       raise ValueError(f"--per-class {args.per_class}: must be an integer >= 1.")
-    experiment = common.load_experiment(args)
-    out = args.out or f"docs/analysis/replay_{args.benchmark}"
+    experiment = load_experiment(args, config)
+    out = args.out or f"results/analysis/replay_{args.benchmark}"
     run_replay(
         experiment.stream, args.optimizers or config.optimizers, experiment.train,
         args.per_class, experiment.num_seeds, out, augment=experiment.augment,

@@ -1,6 +1,6 @@
 """Sensitivity of NGM-SGD's stability gap to η and γ on Split MNIST, as one program.
 
-    python -m experiments.sensitivity --data-dir DIR [--out docs/analysis/sensitivity]
+    python -m experiments.sensitivity --data-dir DIR [--out results/analysis/sensitivity]
 
 Trains NGM-SGD on every (η, γ) of the grid (default η ∈ {0, 0.1, 0.2, 0.4,
 0.6, 0.8} × γ ∈ {0.5, 0.7, 0.8, 0.9, 0.95}) and five seeds: 150 runs vmapped
@@ -38,12 +38,11 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments import configs
-from experiments.cli_types import comma_separated
-from ngm_jax import plots_analysis, results
+from ngm_jax import benchmarks, plots_analysis, results
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.metrics import METRIC_LABELS, TABLE_METRICS
 from ngm_jax.benchmarks import load_benchmark
+from ngm_jax.cli.args import comma_separated
 from ngm_jax.sweep import check_grid, grid_metrics, separate_runs, sweep
 from ngm_jax.train import curve_iterations, task1_eval_size
 
@@ -53,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                                    description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data-dir", default=None, help="folder with MNIST's IDX files")
-  parser.add_argument("--out", default="docs/analysis/sensitivity", help="output folder")
+  parser.add_argument("--out", default="results/analysis/sensitivity",
+                      help="output folder (default: %(default)s)")
   parser.add_argument("--etas", type=comma_separated(float, "--etas"), default=(0.0, 0.1, 0.2, 0.4, 0.6, 0.8),
                       help="η values, comma-separated")
   parser.add_argument("--gammas", type=comma_separated(float, "--gammas"), default=(0.5, 0.7, 0.8, 0.9, 0.95),
@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
       raise ValueError(f"--separate {args.separate!r}: give 'all' or an integer in"
                        f" 0..{num_settings}.")
-    base = configs.get_config("split_mnist").train
+    base = benchmarks.get("split_mnist").config
     overrides = {"eval_task1_limit": args.eval_task1_limit,
                  "task_eval_every": args.task_eval_every,
                  "eval_batch_size": args.eval_batch_size,

@@ -5,20 +5,25 @@ evaluation every how many iterations, on how many Task-1 images) and the
 hyperparameters the built-in optimizers are made from (learning rate, γ, g0,
 η, the constant gain, the backbone momentum). It validates itself; it builds
 nothing (the optimizers are :func:`ngm_jax.optimizers.builtin`).
+:class:`ExperimentConfig` adds what a command compares on a benchmark: the
+optimizers, the seeds, the benchmark's options, augmentation and test subset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ngm_jax import checks
+from ngm_jax.optimizers import OPTIMIZERS
 from ngm_jax.streams import TaskStream
 
-__all__ = ["TrainConfig", "seed_keys", "curve_iterations", "task1_eval_size"]
+__all__ = ["TrainConfig", "ExperimentConfig", "seed_keys", "curve_iterations",
+           "task1_eval_size"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +82,50 @@ class TrainConfig:
         raise checks.ParameterError(
             "{%s} must divide {%s}." % (part, whole),
             {part: getattr(self, part), whole: getattr(self, whole)}, prefix="TrainConfig: ")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """A benchmark, the optimizers to compare, the seeds, and the training config.
+
+  The command line's default for a benchmark is :meth:`of_benchmark` of its
+  registry record; ``experiments/configs/<name>.py`` hold the ones the docs ran.
+
+  Attributes:
+    benchmark: a name of :data:`ngm_jax.benchmarks.BENCHMARKS`.
+    train: the training hyperparameters.
+    optimizers: the optimizers compared.
+    seeds: how many seeds (0..seeds-1).
+    options: benchmark options (``ngm_jax.benchmarks.get(name).options``).
+    augment: on-device training augmentation (image benchmarks).
+    test_subset_per_task: evaluate on a fixed random subset of this many test
+      images per task (None: every test image).
+  """
+
+  benchmark: str
+  train: TrainConfig
+  optimizers: tuple[str, ...] = OPTIMIZERS
+  seeds: int = 5
+  options: dict = dataclasses.field(default_factory=dict)
+  augment: bool = False
+  test_subset_per_task: int | None = None
+
+  def __post_init__(self):
+    """Raises ParameterError/ParameterTypeError for bad seeds or test subset,
+    TypeError for a ``train`` that is not a :class:`TrainConfig`."""
+    if not isinstance(self.train, TrainConfig):
+      raise TypeError(f"ExperimentConfig.train={self.train!r}: must be a TrainConfig.")
+    checks.check_integer("ExperimentConfig.seeds", self.seeds, 1)
+    checks.check_integer("ExperimentConfig.test_subset_per_task", self.test_subset_per_task,
+                         1, optional=True)
+
+  @classmethod
+  def of_benchmark(cls, record: Any) -> ExperimentConfig:
+    """The default experiment of a benchmark registry record
+    (:func:`ngm_jax.benchmarks.get`): its training config and its options'
+    defaults, the five optimizers, five seeds, no augmentation, every test
+    image."""
+    return cls(benchmark=record.name, train=record.config, options=dict(record.options))
 
 
 def seed_keys(seeds: int | list[int]) -> jax.Array:

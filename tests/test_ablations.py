@@ -237,7 +237,7 @@ def test_ablations_bad_input_gives_one_clear_line(argv, expected, capsys, tmp_pa
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--variants", "ngm_sgd,rmsprop"], "unknown variant(s) ['rmsprop']; choose from ngm_sgd,"),
+    (["--variants", "ngm_sgd,rmsprop"], "unknown variant(s) rmsprop; choose from ngm_sgd,"),
     (["--eval-task1-limit", "0"], "--eval-task1-limit '0': an integer >= 1, or 'all'"),
 ])
 def test_ablations_usage_errors(argv, expected, capsys):

@@ -1,11 +1,12 @@
-"""The comma-separated option types of the experiment commands."""
+"""The comma-separated option type, the one list reader of every command."""
 
 import argparse
 
 import pytest
 
-from experiments import curvature, sensitivity
-from experiments.cli_types import comma_separated
+from experiments import ablations, curvature, replay, sensitivity
+from ngm_jax import cli
+from ngm_jax.cli.args import comma_separated
 
 
 def test_comma_separated_reads_sorts_and_names_the_flag():
@@ -15,11 +16,21 @@ def test_comma_separated_reads_sorts_and_names_the_flag():
     comma_separated(int, "--offsets")("1,x")
   with pytest.raises(argparse.ArgumentTypeError, match="give comma-separated floats"):
     comma_separated(float, "--gammas")(" , ")
+  names = comma_separated(str, "--variants", choices=("a", "b"), noun="variant")
+  assert names(" b, a") == ("b", "a")
+  with pytest.raises(argparse.ArgumentTypeError,
+                     match=r"unknown variant\(s\) c, d; choose from a, b \(comma-separated\)"):
+    names("a,c,d")
 
 
 @pytest.mark.parametrize("module, argv, expected", [
     (sensitivity, ["--etas", "0.1,high"], "--etas '0.1,high'"),
     (curvature, ["--offsets", ""], "--offsets ''"),
+    (ablations, ["--variants", "ngm_sgd,rmsprop"], "unknown variant(s) rmsprop; choose from"),
+    (replay, ["--per-class", "5", "--optimizers", "adam,rmsprop"],
+     "unknown optimizer(s) rmsprop; choose from"),
+    (cli, ["run", "--benchmark", "split_mnist", "--optimizers", "ngm_sgd,,rmsprop"],
+     "unknown optimizer(s) rmsprop; choose from"),
 ])
 def test_commands_reject_bad_lists_with_the_flag_named(module, argv, expected, capsys):
   with pytest.raises(SystemExit) as exit_info:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import run as cli
+from ngm_jax import cli
 from ngm_jax import results
 from ngm_jax.plots import plot_stability_gap
 
@@ -149,6 +149,7 @@ def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
   out = tmp_path / "out"
   code = cli.main(["run", "--benchmark", "split_cifar10", "--data-dir", str(tmp_path / "data"),
                    "--optimizers", "ngm_sgd,msgd", "--seeds", "2", "--seed-axis", "vmap",
+                   "--augment",
                    "--iterations-per-task", "2", "--batch-size", "4", "--task-eval-every", "1",
                    "--test-subset", "3", "--out", str(out), "--no-progress"])
   assert code == 0
@@ -320,3 +321,103 @@ def test_bad_flag_in_a_fresh_process_exits_2_without_a_traceback(tmp_path):
   assert proc.returncode == 2
   assert "--eta" in proc.stderr and "-1 is not allowed" in proc.stderr
   assert "Traceback" not in proc.stderr and "Loading" not in proc.stdout
+
+
+_FACTORY = ("import optax\n\n\ndef make_tx(learning_rate):\n"
+            "  return optax.sgd(learning_rate)\n")
+
+
+def _mylab(folder):
+  (folder / "mylab").mkdir(parents=True)
+  (folder / "mylab" / "__init__.py").write_text("")
+  (folder / "mylab" / "opt.py").write_text(_FACTORY)
+  return folder
+
+
+def test_a_factory_is_imported_from_the_current_folder(tmp_path, monkeypatch):
+  import sys
+  from ngm_jax.cli.run import load_factory
+  monkeypatch.chdir(_mylab(tmp_path))
+  # As under the installed ngm-jax script: the current folder is not on sys.path.
+  monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+  monkeypatch.delitem(sys.modules, "mylab", raising=False)
+  monkeypatch.delitem(sys.modules, "mylab.opt", raising=False)
+  tx = load_factory("mylab.opt:make_tx", 0.01)
+  assert hasattr(tx, "init") and hasattr(tx, "update")
+  with pytest.raises(ValueError, match="cannot import module 'nolab.opt' from"):
+    load_factory("nolab.opt:make_tx", 0.01)
+
+
+@pytest.mark.slow
+def test_ngm_jax_and_the_checkout_alias_run_a_local_factory_from_another_folder(tmp_path):
+  import os
+  import subprocess
+  import sys
+  from pathlib import Path
+  from tests.conftest import fake_mnist, write_mnist_idx
+  root = Path(__file__).resolve().parents[1]
+  script = Path(sys.executable).parent / "ngm-jax"
+  if not script.exists():
+    pytest.skip("the ngm-jax console script is not installed (pip install -e .)")
+  work = _mylab(tmp_path / "work")
+  data_dir = write_mnist_idx(tmp_path / "data", fake_mnist(n_train_per_class=4,
+                                                          n_test_per_class=2))
+  tiny = ["--benchmark", "split_mnist", "--optimizers", "mylab.opt:make_tx", "--seeds", "1",
+          "--iterations-per-task", "2", "--batch-size", "4", "--task-eval-every", "2",
+          "--no-progress", "--checkpoint-every-s", "0", "--data-dir", str(data_dir)]
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  commands = {
+      "ngm-jax": ([str(script)], env),
+      # The alias runs from the checkout's code; the folder it is typed in holds mylab.
+      "alias": ([sys.executable, "-m", "experiments.run"], {**env, "PYTHONPATH": str(root)}),
+  }
+  for name, (command, command_env) in commands.items():
+    proc = subprocess.run([*command, "run", *tiny, "--out", str(tmp_path / name)], cwd=work,
+                          env=command_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (name, proc.stderr[-2000:])
+    meta = json.loads((tmp_path / name / "run.json").read_text())
+    assert meta["optimizers"] == ["mylab.opt:make_tx"], name
+  # The installed package holds no top-level experiments package.
+  proc = subprocess.run([sys.executable, "-c", "import experiments"], cwd=work, env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 1 and "No module named 'experiments'" in proc.stderr
+
+
+_CONFIG = """from ngm_jax.config import ExperimentConfig, TrainConfig
+
+
+def get_config():
+  return ExperimentConfig(benchmark="split_mnist", optimizers=("sgd",), seeds=1,
+                          train=TrainConfig(iterations_per_task=2, batch_size=4,
+                                            task_eval_every=2, eta=0.3))
+"""
+
+
+def test_a_config_file_replaces_the_registry_config(run_dir, tmp_path, capsys):
+  _, data_dir = run_dir
+  (tmp_path / "tiny.py").write_text(_CONFIG)
+  out = tmp_path / "out"
+  assert cli.main(["run", "--config", str(tmp_path / "tiny.py"), "--data-dir", str(data_dir),
+                   "--out", str(out), "--no-progress", "--eta", "0.2"]) == 0
+  meta = json.loads((out / "run.json").read_text())
+  assert meta["optimizers"] == ["sgd"] and meta["seeds"] == [0]
+  assert meta["train"]["iterations_per_task"] == 2 and meta["train"]["eta"] == 0.2  # flag wins
+  capsys.readouterr()
+  for argv, expected in [
+      (["--config", str(tmp_path / "none.py")], "--config"),
+      (["--config", str(tmp_path / "tiny.py"), "--benchmark", "rotated_mnist"],
+       "is for split_mnist; give one of them"),
+      ([], "give --benchmark NAME (its registry config) or --config FILE"),
+  ]:
+    assert cli.main(["run", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+
+
+def test_the_default_config_is_the_registry_record(tmp_path):
+  from ngm_jax import benchmarks
+  from ngm_jax.cli.experiment import default_config
+  for name in benchmarks.names():
+    config = default_config(name)
+    record = benchmarks.get(name)
+    assert config.train == record.config and config.options == dict(record.options)

@@ -1,37 +1,20 @@
-"""One config per benchmark; each module has ``get_config() -> ExperimentConfig``."""
+"""One config per benchmark, what the docs ran: each module's ``get_config()``
+returns an :class:`~ngm_jax.config.ExperimentConfig`.
+
+The ``ngm-jax`` command's default for a benchmark is its registry record's
+(:meth:`ngm_jax.config.ExperimentConfig.of_benchmark`); ``ngm-jax run --config
+experiments/configs/<name>.py`` runs one of these instead, and the analyses in
+``experiments/`` start from them.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import pkgutil
 
-from ngm_jax.optimizers import OPTIMIZERS
-from ngm_jax.train import TrainConfig
+from ngm_jax.config import ExperimentConfig
 
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """A benchmark, the optimizers to compare, the seeds, and the training config.
-
-  Attributes:
-    benchmark: a name of :data:`ngm_jax.benchmarks.BENCHMARKS`.
-    train: the training hyperparameters.
-    optimizers: the optimizers compared.
-    seeds: how many seeds (0..seeds-1).
-    options: benchmark options (``ngm_jax.benchmarks.get(name).options``).
-    augment: on-device training augmentation (image benchmarks).
-    test_subset_per_task: evaluate on a fixed random subset of this many test
-      images per task (None: every test image).
-  """
-
-  benchmark: str
-  train: TrainConfig
-  optimizers: tuple[str, ...] = OPTIMIZERS
-  seeds: int = 5
-  options: dict = dataclasses.field(default_factory=dict)
-  augment: bool = False
-  test_subset_per_task: int | None = None
+__all__ = ["ExperimentConfig", "available", "get_config"]
 
 
 def available() -> list[str]:

@@ -1,13 +1,13 @@
 """Domain CIFAR-100: the 20 superclasses as labels; task t holds the t-th fine class
 of every superclass. Slim ResNet-18, head-only gain.
 
-    python -m experiments.run run --benchmark domain_cifar100 [--num-tasks 3] [--data-dir DIR]
+    ngm-jax run --config experiments/configs/domain_cifar100.py [--num-tasks 3] [--data-dir DIR]
 
 5 tasks (3 also works) × 400 iterations, batch 256, η = 0.1. A GPU job (docs/results.md).
 """
 
-from experiments.configs import ExperimentConfig
 from ngm_jax import benchmarks
+from ngm_jax.config import ExperimentConfig
 
 
 def get_config() -> ExperimentConfig:

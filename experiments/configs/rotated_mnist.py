@@ -1,6 +1,6 @@
 """Rotated MNIST: all ten digits rotated by 0°, 80°, 160°; 400 iterations per task.
 
-    python -m experiments.run run --benchmark rotated_mnist --data-dir DIR
+    ngm-jax run --config experiments/configs/rotated_mnist.py --data-dir DIR
 
 Rotation is nearest-neighbour, pixel for pixel torchvision's ``rotate`` (Pillow's
 ``Image.rotate(angle, resample=NEAREST)``: about the image centre, no expansion, fill
@@ -16,8 +16,8 @@ Five optimizers × five seeds: 1,605 s on this 2-core CPU (docs/results.md).
 
 import dataclasses
 
-from experiments.configs import ExperimentConfig
 from ngm_jax import benchmarks
+from ngm_jax.config import ExperimentConfig
 
 
 def get_config() -> ExperimentConfig:

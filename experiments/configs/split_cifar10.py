@@ -1,13 +1,13 @@
 """Split CIFAR-10: 5 tasks of 2 classes in label order, slim ResNet-18, head-only gain.
 
-    python -m experiments.run run --benchmark split_cifar10 [--data-dir DIR]
+    ngm-jax run --config experiments/configs/split_cifar10.py [--data-dir DIR]
 
 400 iterations per task, batch 256, η = 0.2, crop+flip augmentation on the device.
 Five optimizers × five seeds × 2,000 iterations is a GPU job (see docs/results.md).
 """
 
-from experiments.configs import ExperimentConfig
 from ngm_jax import benchmarks
+from ngm_jax.config import ExperimentConfig
 
 
 def get_config() -> ExperimentConfig:

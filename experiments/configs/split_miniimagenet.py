@@ -1,15 +1,15 @@
 """Split mini-ImageNet: 84×84 images, tasks of equal size in class order
 (default 5 tasks of 10 classes). Slim ResNet-18, head-only gain.
 
-    python -m experiments.run run --benchmark split_miniimagenet --data-dir DIR \
+    ngm-jax run --config experiments/configs/split_miniimagenet.py --data-dir DIR \
         [--num-tasks 20 --classes-per-task 5]
 
 DIR holds mini-imagenet-cache-{train,val,test}.pkl. 400 iterations per task,
 batch 256, η = 0.1. A GPU job (docs/results.md).
 """
 
-from experiments.configs import ExperimentConfig
 from ngm_jax import benchmarks
+from ngm_jax.config import ExperimentConfig
 
 
 def get_config() -> ExperimentConfig:

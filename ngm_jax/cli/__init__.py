@@ -1,0 +1,90 @@
+"""Command line: the stability-gap protocol on our optimizers and yours.
+
+    ngm-jax run --benchmark split_mnist --data-dir DIR
+    ngm-jax run --benchmark split_mnist --optimizers ngm_sgd,mylab.opt:make_tx
+    ngm-jax report results/split_mnist
+
+``python -m ngm_jax.cli`` is the same command, and so is ``python -m
+experiments.run`` from the checkout. ``run`` trains every optimizer on every
+seed (per optimizer, the seeds are one compiled program), saving the curves
+after each optimizer, then writes the metrics, the table and the figure;
+``report`` re-makes those from the saved curves. ``ngm-jax COMMAND --help``
+lists each command's flags.
+
+A subcommand is a module with ``HELP``, ``add_arguments(parser)`` and
+``run(args)``, named in :data:`COMMANDS`. Errors a command raises
+(``ValueError``, ``TypeError``, missing data) end it with one line and exit
+code 2; a run stopped by a signal prints the command that continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Sequence
+
+from ngm_jax.checkpoint import RunStopped
+from ngm_jax.cli import report as report_command
+from ngm_jax.cli import run as run_command
+from ngm_jax.data import DataUnavailableError
+
+__all__ = ["COMMANDS", "parser", "main", "resume_command"]
+
+#: Subcommand name → its module: ``HELP`` (one line), ``add_arguments(parser)``
+#: (its flags), ``run(args)`` (does it; returns None or an exit code).
+COMMANDS: dict[str, ModuleType] = {"run": run_command, "report": report_command}
+
+
+def parser() -> argparse.ArgumentParser:
+  """The ``ngm-jax`` parser, one subparser per :data:`COMMANDS` entry."""
+  top = argparse.ArgumentParser(prog="ngm-jax", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = top.add_subparsers(dest="command", required=True)
+  for name, command in COMMANDS.items():
+    command.add_arguments(sub.add_parser(
+        name, help=command.HELP, description=command.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+  return top
+
+
+def _program() -> list[str]:
+  """How this process was started, as a command to type again."""
+  path = Path(sys.argv[0])
+  if path.name == "ngm-jax":
+    return ["ngm-jax"]
+  if path.name == "__main__.py" and path.parent.name == "cli":
+    return ["python", "-m", "ngm_jax.cli"]
+  return ["python", "-m", "experiments.run"]
+
+
+def resume_command(argv: Sequence[str]) -> str:
+  """The command that continues a stopped ``run``: its arguments, with
+  ``--resume`` instead of ``--overwrite``."""
+  args = [a for a in argv if a != "--overwrite"]
+  if "--resume" not in args:
+    args.append("--resume")
+  return shlex.join(_program() + args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs ``ngm-jax`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  args = parser().parse_args(argv)
+  resumable = getattr(args, "resume", None) is not None  # the command takes --resume
+  try:
+    code = COMMANDS[args.command].run(args)
+  except (ValueError, TypeError, DataUnavailableError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except RunStopped as e:
+    print(f"Stopped: {e}.\nContinue with:\n  {resume_command(argv)}", file=sys.stderr,
+          flush=True)
+    return e.exit_code
+  except KeyboardInterrupt:  # before training began, or a second Ctrl-C
+    print("Interrupted." + (f" Continue with:\n  {resume_command(argv)}" if resumable else ""),
+          file=sys.stderr, flush=True)
+    return 130
+  return code or 0
