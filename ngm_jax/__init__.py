@@ -6,6 +6,7 @@ drawn by :mod:`ngm_jax.plots` only when a report is written.
 
 from ngm_jax.augment import random_crop_flip
 from ngm_jax.benchmarks import BENCHMARKS, Benchmark, load_benchmark
+from ngm_jax.config import ExperimentConfig
 from ngm_jax.data import DataUnavailableError, ImageDataset, load_cifar10, load_cifar100
 from ngm_jax.data import load_miniimagenet, load_mnist
 from ngm_jax.execution import train_seeds
