@@ -19,7 +19,7 @@ def _section_blocks(heading: str) -> list[str]:
 
 def test_your_optimizer_your_model_runs(tmp_path, monkeypatch, capsys):
   blocks = _section_blocks("Your optimizer, your model")
-  assert len(blocks) == 2 and "load_benchmark" in blocks[0]  # the setup the test replaces
+  assert len(blocks) == 3 and "load_benchmark" in blocks[0]  # the setup the test replaces
   monkeypatch.chdir(tmp_path)
   namespace = {
       "stream": streams.split_mnist(fake_mnist(n_train_per_class=4, n_test_per_class=2)),
@@ -31,3 +31,22 @@ def test_your_optimizer_your_model_runs(tmp_path, monkeypatch, capsys):
   assert saved.labels == ["ngm_adamw", "adamw", "ngm_sgd"]
   assert saved.meta["model_kind"] == "nnx"
   assert not saved.meta["variants"]["adamw"]["has_gain"]
+
+
+def test_the_command_line_factory_example_loads_from_the_current_folder(tmp_path, monkeypatch):
+  import sys
+  import jax.numpy as jnp
+  from ngm_jax.cli.run import load_factory
+  section = README.read_text().split("## Your optimizer, your model\n", 1)[1].split("\n## ", 1)[0]
+  factory = _section_blocks("Your optimizer, your model")[2]
+  assert "mylab.opt:make_tx" in section and "def make_tx(learning_rate)" in factory
+  (tmp_path / "mylab").mkdir()
+  (tmp_path / "mylab" / "opt.py").write_text(factory)
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+  monkeypatch.delitem(sys.modules, "mylab", raising=False)
+  monkeypatch.delitem(sys.modules, "mylab.opt", raising=False)
+  tx = load_factory("mylab.opt:make_tx", 0.01)
+  params = {"w": jnp.ones(3)}
+  updates, _ = tx.update({"w": jnp.full(3, 2.0)}, tx.init(params), params)
+  assert updates["w"].shape == (3,)
