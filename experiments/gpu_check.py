@@ -42,6 +42,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from ngm_jax import benchmarks  # pylint: disable=g-import-not-at-top
+from ngm_jax.cli.args import comma_separated
 from ngm_jax.dataset import ImageDataset
 from ngm_jax.optimizers import OPTIMIZERS
 from ngm_jax.runner import run_benchmark
@@ -77,11 +78,13 @@ def main(argv=None) -> int:
   parser.add_argument("--data-dir", required=True, help="folder with the four MNIST IDX files")
   parser.add_argument("--out", default="results/gpu_check")
   parser.add_argument("--tiny", action="store_true", help="rehearse on a CPU: tiny sizes")
-  parser.add_argument("--skip", default="", help="comma-separated items to skip (1..4)")
+  parser.add_argument("--skip", default=(), help="comma-separated items to skip (1..4)",
+                      type=comma_separated(str, "--skip", choices=("1", "2", "3", "4"),
+                                           noun="item"))
   args = parser.parse_args(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+  skip = set(args.skip)
   seeds = 2 if args.tiny else 5
   device = jax.devices()[0]
   report = {"device": f"{device.platform}: {device.device_kind}", "devices": jax.device_count(),
