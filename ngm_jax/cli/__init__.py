@@ -9,11 +9,7 @@ experiments.run`` from the checkout. ``run`` trains every optimizer on every
 seed (per optimizer, the seeds are one compiled program), saving the curves
 after each optimizer, then writes the metrics, the table and the figure;
 ``report`` re-makes those from the saved curves. ``ngm-jax COMMAND --help``
-lists each command's flags.
-
-A subcommand is a module with ``HELP``, ``add_arguments(parser)`` and
-``run(args)``, named in :data:`COMMANDS`. Errors a command raises
-(``ValueError``, ``TypeError``, missing data) end it with one line and exit
+lists each command's flags. A bad value ends a command with one line and exit
 code 2; a run stopped by a signal prints the command that continues it.
 """
 
@@ -34,7 +30,9 @@ from ngm_jax.data import DataUnavailableError
 __all__ = ["COMMANDS", "parser", "main", "resume_command"]
 
 #: Subcommand name → its module: ``HELP`` (one line), ``add_arguments(parser)``
-#: (its flags), ``run(args)`` (does it; returns None or an exit code).
+#: (its flags), ``run(args)`` (does it; returns None or an exit code). A new
+#: subcommand is such a module and one entry here; :func:`main` answers its
+#: ValueError, TypeError and DataUnavailableError with one line and exit code 2.
 COMMANDS: dict[str, ModuleType] = {"run": run_command, "report": report_command}
 
 
