@@ -2,6 +2,7 @@
 
     ngm-jax run --benchmark split_mnist --data-dir DIR
     ngm-jax run --benchmark split_mnist --optimizers ngm_sgd,mylab.opt:make_tx
+    ngm-jax tune --benchmark split_mnist --optimizers ngm_sgd,sgd,adam --budget 16 --data-dir DIR
     ngm-jax report results/split_mnist
 
 ``python -m ngm_jax.cli`` is the same command, and so is ``python -m
@@ -25,6 +26,7 @@ from typing import Sequence
 from ngm_jax.checkpoint import RunStopped
 from ngm_jax.cli import report as report_command
 from ngm_jax.cli import run as run_command
+from ngm_jax.cli import tune as tune_command
 from ngm_jax.data import DataUnavailableError
 
 __all__ = ["COMMANDS", "parser", "main", "resume_command"]
@@ -33,7 +35,8 @@ __all__ = ["COMMANDS", "parser", "main", "resume_command"]
 #: (its flags), ``run(args)`` (does it; returns None or an exit code). A new
 #: subcommand is such a module and one entry here; :func:`main` answers its
 #: ValueError, TypeError and DataUnavailableError with one line and exit code 2.
-COMMANDS: dict[str, ModuleType] = {"run": run_command, "report": report_command}
+COMMANDS: dict[str, ModuleType] = {"run": run_command, "tune": tune_command,
+                                   "report": report_command}
 
 
 def parser() -> argparse.ArgumentParser:
