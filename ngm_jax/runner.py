@@ -37,6 +37,7 @@ from ngm_jax.optimizers import Optimizer, as_optimizer, has_gain
 from ngm_jax.placement import Placement, gain_mask, kernels
 from ngm_jax.sharding import describe_mesh, run_mesh
 from ngm_jax.memory import check_fits
+from ngm_jax.compile_cache import enable as enable_compile_cache
 from ngm_jax.sampling import Sampler
 from ngm_jax.streams import TaskStream
 from ngm_jax.train import (TrainConfig, curve_iterations, make_train_parts, seed_keys,
@@ -162,6 +163,7 @@ def run_benchmark(
     resume: bool = False,
     checkpoint_every_s: float | None = 60.0,
     seeds: Sequence[int] | None = None,
+    compile_cache: bool = True,
 ) -> results.Result:
   """Trains every optimizer on seeds ``0..num_seeds-1``; returns the arrays.
 
@@ -217,6 +219,12 @@ def run_benchmark(
       benchmark networks, :func:`ngm_jax.execution.default_execution`) stop
       after the current evaluation, or the current seed's scan, and restart
       the variant they stopped in.
+    compile_cache: use the persistent compilation cache
+      (:func:`ngm_jax.compile_cache.enable`: ``$NGM_JAX_COMPILE_CACHE``, else
+      ``~/.cache/ngm-jax/jax``; ``NGM_JAX_COMPILE_CACHE=off`` turns it off),
+      so that a program compiled once on this machine is loaded, not
+      compiled, by later processes. It takes effect if it is on before the
+      process's first compile.
     seeds: the seeds to run instead of ``0..num_seeds-1`` (a seed may repeat,
       e.g. the same seeds for every configuration of a search); ``num_seeds``
       is then ``len(seeds)``.
@@ -249,6 +257,8 @@ def run_benchmark(
     ngm_jax.checkpoint.RunStopped: SIGINT/SIGTERM stopped the run (with
       ``out``); what was done is saved and ``resume=True`` continues it.
   """
+  if compile_cache:
+    enable_compile_cache()
   if seeds is not None:
     seeds = list(seeds)
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))

@@ -1,12 +1,17 @@
 """Shared fixtures: tiny MNIST-, CIFAR- and mini-ImageNet-shaped data, in their
 on-disk formats, written by the tests themselves."""
 
+import os
 import pickle
 
 import numpy as np
 import pytest
 
 from ngm_jax.data import ImageDataset, write_idx
+
+# Tests (and the commands they start) compile from scratch: no persistent
+# compilation cache in the user's home (tests/test_compile_cache.py sets its own).
+os.environ["NGM_JAX_COMPILE_CACHE"] = "off"
 
 
 def fake_mnist(n_train_per_class=12, n_test_per_class=6, seed=0) -> ImageDataset:

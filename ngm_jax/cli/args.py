@@ -215,6 +215,14 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
                         help=f"override the config's {field}")
 
 
+def add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
+  """``--no-compile-cache`` (the persistent compilation cache is on by default,
+  :mod:`ngm_jax.compile_cache`)."""
+  parser.add_argument("--no-compile-cache", action="store_true",
+                      help="do not read or write the persistent compilation cache (default: on,"
+                           " in $NGM_JAX_COMPILE_CACHE or ~/.cache/ngm-jax/jax)")
+
+
 def check_out(out: str | os.PathLike, overwrite: bool, flag: str = "--out",
               resume: bool = False) -> None:
   """Checks an output folder before anything is loaded or trained.

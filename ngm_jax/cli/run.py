@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ngm_jax.cli.args import add_experiment_flags, check_out, comma_separated, seconds_type
+from ngm_jax.cli.args import add_compile_cache_flag, add_experiment_flags, check_out, comma_separated, seconds_type
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.execution import LOOPS, SEED_AXES
@@ -148,6 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="checkpoint the training carry at every task boundary and at most every"
                            " S seconds of training (default 60; 0: no checkpoints)")
   add_distributed_flags(parser)
+  add_compile_cache_flag(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -179,6 +180,6 @@ def run(args: argparse.Namespace) -> None:
       augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
       seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
       extra_meta=experiment.meta, resume=args.resume,
-      checkpoint_every_s=args.checkpoint_every_s)
+      checkpoint_every_s=args.checkpoint_every_s, compile_cache=not args.no_compile_cache)
   print(f"Wrote {out}/: curves.npz, run.json, log.jsonl, metrics.json, failed_seeds.json,"
         " table.md, figure.png")

@@ -30,7 +30,7 @@ import argparse
 import inspect
 from typing import Any, Mapping
 
-from ngm_jax.cli.args import add_experiment_flags, comma_separated, count_type, seconds_type
+from ngm_jax.cli.args import add_compile_cache_flag, add_experiment_flags, comma_separated, count_type, seconds_type
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.cli.run import _import_from_cwd
@@ -135,6 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--checkpoint-every-s", type=seconds_type, default=60.0, metavar="S",
                       help="checkpoint at every task boundary and at most every S seconds")
   add_distributed_flags(parser)
+  add_compile_cache_flag(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> None:
        objective=args.objective, validation_fraction=args.validation_fraction,
        validation_seed=args.validation_seed, augment=experiment.augment, out=out,
        overwrite=args.overwrite, resume=args.resume, show_progress=not args.no_progress,
-       devices=args.devices, checkpoint_every_s=args.checkpoint_every_s)
+       devices=args.devices, checkpoint_every_s=args.checkpoint_every_s,
+       compile_cache=not args.no_compile_cache)
   print(f"Wrote {out}/: tuning.json, tuning.md, tradeoff.png, search/, and the final run's"
         " curves.npz, run.json, metrics.json, table.md, figure.png")
