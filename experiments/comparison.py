@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="override the config's iterations_per_task (stated in the results)")
   parser.add_argument("--train-per-task", type=int, default=None,
                       help="permuted_mnist: training images per task (default: all)")
+  parser.add_argument("--eval-task1-limit", type=int, default=None,
+                      help="evaluate Task 1 on its first N test images (as the docs' Rotated"
+                           " MNIST runs: 2000)")
   parser.add_argument("--out", required=True)
   parser.add_argument("--resume", action="store_true")
   parser.add_argument("--overwrite", action="store_true")
@@ -55,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   config = benchmarks.get(args.benchmark).config
   if args.iterations_per_task:
     config = dataclasses.replace(config, iterations_per_task=args.iterations_per_task)
+  if args.eval_task1_limit:
+    config = dataclasses.replace(config, eval_task1_limit=args.eval_task1_limit)
   tune(stream, [m.strip() for m in args.methods.split(",") if m.strip()], config,
        budget=args.budget, search_seeds=args.search_seeds, num_seeds=args.seeds,
        objective=args.objective, search_config=search_schedule(config), out=args.out,
