@@ -141,7 +141,9 @@ def test_tuning_table_reports_stability_beside_plasticity():
           "trials": [{"validation": {"wc_acc": {"mean": 0.5}}},
                      {"validation": {"wc_acc": {"mean": 0.9}}}]}},
       "final_metrics": {"sgd": {"avg_sg": entry(0.02, 0.005), "wc_acc": entry(0.95, 0.01),
+                                "dl_wc_acc": entry(0.9, 0.03),
                                 "dl_final_acc_all": entry(0.88, 0.002)}},
   }
   row = tuning_table(record).splitlines()[-1]
-  assert row == "| sgd | learning_rate=0.01 | 90.00 | 2.00 ± 0.50 | 95.00 ± 1.00 | 88.00 ± 0.20 |"
+  assert row == ("| sgd | learning_rate=0.01 | 90.00 | 2.00 ± 0.50 | 95.00 ± 1.00 |"
+                 " 90.00 ± 3.00 | 88.00 ± 0.20 |")
