@@ -8,7 +8,7 @@ import numpy as np
 
 from ngm_jax.metrics import METRIC_LABELS, TABLE_METRICS
 
-__all__ = ["metrics_table"]
+__all__ = ["metrics_table", "run_summary", "SUMMARY_METRICS"]
 
 
 def _fmt(entry: Mapping[str, Any], key: str) -> str:
@@ -121,3 +121,37 @@ def metrics_table(
       " per-task evaluation grid):",
       table(per_task, mean_se),
   ]) + "\n"
+
+
+#: The end-of-run summary's columns: stability (Task 1) beside plasticity.
+SUMMARY_METRICS = ("avg_sg", "wc_acc", "avg_min_acc", "dl_wc_acc", "dl_final_acc_all")
+
+
+def run_summary(metrics: Mapping[str, Mapping[str, Any]], timings: Mapping[str, Any],
+                title: str, out: str | None = None) -> str:
+  """The terminal summary of a finished run: per optimizer the Task-1 gap
+  metrics beside the accuracy over all tasks (mean ± standard error over
+  seeds, in %), its compile and run seconds, and where the files are.
+
+  Args:
+    metrics: ``{optimizer: metrics}`` (:func:`ngm_jax.metrics.summarize`).
+    timings: ``{optimizer: {"compile_s", "run_s", ...}}`` (``run.json``).
+    title: the first line.
+    out: the run's folder, or None.
+  """
+  names = {"wc_acc": "WC-ACC (Task 1)", "dl_wc_acc": "WC-ACC (all tasks)"}
+  head = ["optimizer"] + [names.get(m, METRIC_LABELS[m]) for m in SUMMARY_METRICS] + [
+      "compile s", "run s"]
+  rows = []
+  for label, m in metrics.items():
+    t = timings.get(label, {})
+    rows.append([label] + [f"{_fmt(m[c], 'mean')} ± {_fmt(m[c], 'stderr')}"
+                           for c in SUMMARY_METRICS]
+                + [str(t.get("compile_s", "")), str(t.get("run_s", ""))])
+  widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+  line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+  text = [title + " (mean ± standard error over seeds, %)", line(head)] + [line(r) for r in rows]
+  if out is not None:
+    text.append(f"Files in {out}/: table.md, figure.png, metrics.json, curves.npz, run.json")
+  return "\n".join(text)

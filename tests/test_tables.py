@@ -34,3 +34,19 @@ def test_per_seed_and_seed_averaged_avg_sg_both_show_a_number_and_say_how_many()
   every_seed_zero = _metrics([[0.5, 0.0, 0.5, 0.8, 0.4, 0.9]] * 2)
   of_mean = metrics_table({"z": every_seed_zero}, 2).split("**")[4]
   assert "50.00 †" in of_mean and "z: 1 of 2 transitions defined" in of_mean
+
+
+def test_run_summary_puts_the_gap_beside_the_accuracy_over_all_tasks():
+  from ngm_jax.tables import run_summary  # pylint: disable=import-outside-toplevel
+  e = lambda mean, se: {"mean": mean, "stderr": se}
+  metrics = {"ngm_sgd": {"avg_sg": e(0.0287, 0.0032), "wc_acc": e(0.9672, 0.0025),
+                         "avg_min_acc": e(0.96, 0.002), "dl_wc_acc": e(0.91, 0.01),
+                         "dl_final_acc_all": e(0.9457, 0.001)}}
+  text = run_summary(metrics, {"ngm_sgd": {"compile_s": 5.1, "run_s": 60.2}}, "split_mnist",
+                     out="results/x")
+  lines = text.splitlines()
+  assert lines[0] == "split_mnist (mean ± standard error over seeds, %)"
+  assert lines[1].split()[:3] == ["optimizer", "avg-SG", "WC-ACC"]
+  assert lines[2].split() == ["ngm_sgd", "2.87", "±", "0.32", "96.72", "±", "0.25", "96.00", "±",
+                              "0.20", "91.00", "±", "1.00", "94.57", "±", "0.10", "5.1", "60.2"]
+  assert lines[3] == "Files in results/x/: table.md, figure.png, metrics.json, curves.npz, run.json"
