@@ -137,6 +137,7 @@ def data_dir(tmp_path_factory):
   return write_mnist_idx(tmp_path_factory.mktemp("abl") / "data", fake_mnist())
 
 
+@pytest.mark.slow
 def test_ablations_command_trains_ngm_then_the_variants_built_from_it(data_dir, tmp_path,
                                                                       capsys):
   out = tmp_path / "abl"

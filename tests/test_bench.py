@@ -75,6 +75,7 @@ def test_compare_curves():
   assert loss_only["training_bitwise"] and not loss_only["all_bitwise"]
 
 
+@pytest.mark.slow  # subprocesses
 def test_compare_runs_each_way_in_a_subprocess(tmp_path, capsys):
   """The Python loop and the program sharded over 2 fake devices, each in its
   own process, on tiny data: the same curves within float rounding (bitwise

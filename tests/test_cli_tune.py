@@ -23,6 +23,7 @@ TINY = ["--benchmark", "split_mnist", "--seeds", "1", "--iterations-per-task", "
         "--checkpoint-every-s", "0"]
 
 
+@pytest.mark.slow
 def test_tune_from_the_command_line_with_a_local_factory(mnist_dir, tmp_path, monkeypatch,
                                                          capsys):
   (tmp_path / "mylab").mkdir()

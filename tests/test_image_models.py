@@ -15,6 +15,7 @@ from ngm_jax.optimizers import make_optimizer
 SMALL = dict(width=4, stages=(1, 1, 1, 1))  # same structure, tiny
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 84])
 def test_resnet_forward_shapes(size):
   model = SlimResNet18(num_classes=7, **SMALL)
@@ -37,8 +38,12 @@ def test_default_widths_and_classifier_without_bias():
 
 
 def test_mask_touches_only_the_classifier_kernel():
-  params = SlimResNet18(num_classes=5, **SMALL).init(
-      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  # The parameters' shapes (traced, nothing compiled: initialising the
+  # ResNet takes ~15 s on 2 busy cores), filled with random values.
+  shapes = jax.eval_shape(SlimResNet18(num_classes=5, **SMALL).init, jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 3)))["params"]
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
   mask = classifier_gain_mask(params)
   selected = [jax.tree_util.keystr(p) for p, m in jax.tree_util.tree_leaves_with_path(mask) if m]
   assert selected == ["['classifier']['kernel']"]
@@ -49,6 +54,7 @@ def test_mask_touches_only_the_classifier_kernel():
                {k: v for k, v in params.items() if k != "classifier"})
 
 
+@pytest.mark.slow  # the ResNet's first forward passes: ~25 s on 2 busy cores
 def test_batchnorm_statistics_update_in_training_not_in_evaluation():
   model = SlimResNet18(num_classes=3, **SMALL)
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3)) * 3 + 1
@@ -114,6 +120,7 @@ def test_random_crop_flip_shifts_and_flips_within_padding():
   assert len({o.tobytes() for o in outs}) > 10  # random per key
 
 
+@pytest.mark.slow
 def test_batchnorm_state_in_the_training_loop():
   from ngm_jax.data import ImageDataset
   from ngm_jax.streams import split_by_classes

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from ngm_jax import streams
 from ngm_jax.results import load_result
 from ngm_jax.train import TrainConfig
@@ -17,6 +19,7 @@ def _section_blocks(heading: str) -> list[str]:
   return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
+@pytest.mark.slow
 def test_your_optimizer_your_model_runs(tmp_path, monkeypatch, capsys):
   blocks = _section_blocks("Your optimizer, your model")
   assert len(blocks) == 3 and "load_benchmark" in blocks[0]  # the setup the test replaces

@@ -153,6 +153,7 @@ def test_domain_incremental_stream_replays_earlier_tasks_of_the_same_classes():
   assert buffers[-1].max() >= starts[1]  # the reservoir also took the new task's rows
 
 
+@pytest.mark.slow
 def test_trains_inside_make_train_under_vmap(stream):
   config = TrainConfig(iterations_per_task=ITERS, batch_size=BATCH, eval_every=1,
                        task_eval_every=3)
@@ -177,6 +178,7 @@ def test_bad_arguments_name_the_value(stream, kwargs, match):
     replay.replay_sampler(stream, **args)
 
 
+@pytest.mark.slow
 def test_command_writes_table_and_figure_that_report_remakes(tmp_path):
   from experiments import replay as cli
   from experiments import run as run_cli

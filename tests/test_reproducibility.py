@@ -5,9 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from ngm_jax import results
 from tests.conftest import fake_mnist, write_mnist_idx
+
+pytestmark = pytest.mark.slow  # two fresh processes: run by pytest -m slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -142,6 +142,7 @@ def test_plot_returns_figure_with_three_rows(run_dir):
   assert len(fig.axes[2].lines) == 1 + 4  # one gain curve, four task boundaries
 
 
+@pytest.mark.slow  # a ResNet through the CLI, ~75 s
 def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
   from tests.conftest import write_cifar10_pickles
   write_cifar10_pickles(tmp_path / "data" / "cifar-10-batches-py", n_train_per_class=4,
@@ -171,6 +172,7 @@ def test_two_seed_vmapped_cifar_run_through_the_cli(tmp_path):
           " 3, 3, 3, 3, 3 of 4, 4, 4, 4, 4 test images per task.") in table
 
 
+@pytest.mark.slow
 def test_variants_of_one_optimizer_run_side_by_side(tmp_path):
   import dataclasses
   from ngm_jax.runner import run_benchmark

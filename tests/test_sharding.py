@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses: fake devices, several processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "sharded_run.py"
 TRAINING = ("train_loss", "entropy", "gain", "task1_acc", "task_acc")

@@ -46,6 +46,7 @@ def test_each_run_follows_its_own_gain_dynamics(swept):
   np.testing.assert_allclose(curves["gain"][0], 1.0, rtol=1e-6)  # η = 0 holds g0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("i, j", [(1, 0)])
 def test_a_grid_point_equals_a_separate_make_train(stream, swept, i, j):
   curves, _ = swept
@@ -57,6 +58,7 @@ def test_a_grid_point_equals_a_separate_make_train(stream, swept, i, j):
   assert not np.allclose(curves["gain"][i, 0], curves["gain"][i, 1])  # γ matters
 
 
+@pytest.mark.slow
 def test_sweep_honours_backbone_momentum(stream):
   # Gain on the output layer only, momentum SGD on the hidden ones: a grid
   # point must train exactly as the built-in ngm_sgd with that config does.
