@@ -15,7 +15,7 @@ from ngm_jax import streams
 from ngm_jax.dataset import ImageDataset
 from ngm_jax.optimizers import OPTIMIZER_NAMES
 from ngm_jax.results import load_result, save_result
-from ngm_jax.train import TrainConfig, make_train, seed_keys
+from ngm_jax.train import TrainConfig, make_train, make_train_parts, seed_keys
 from tests.conftest import fake_mnist
 
 CONFIG = TrainConfig(iterations_per_task=2, batch_size=4, eval_every=1, task_eval_every=2)
@@ -77,6 +77,7 @@ def test_user_transformations_and_a_builtin_in_one_call_write_nothing(stream, tm
   assert result.config == CONFIG
 
 
+@pytest.mark.slow
 def test_a_result_saved_and_loaded_is_the_same(stream, tmp_path):
   result = ngm_jax.run_benchmark(stream, ["sgd"], CONFIG, num_seeds=1, show_progress=False)
   save_result(result, tmp_path / "run")
@@ -87,6 +88,7 @@ def test_a_result_saved_and_loaded_is_the_same(stream, tmp_path):
   assert again.metrics["sgd"]["avg_acc"] == result.metrics["sgd"]["avg_acc"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [LinenNet(), NNXNet], ids=["linen", "nnx"])
 def test_user_model_gain_2_versus_1_changes_task1_loss(stream, model):
   result = ngm_jax.run_benchmark(stream, {"g1": frozen_gain(1.0), "g2": frozen_gain(2.0)},
@@ -118,26 +120,37 @@ class NNXDropNet(NNXNet):
     self.drop = nnx.Dropout(rate, rngs=rngs)
 
 
-@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def _frozen_steps(stream, model, steps=4):
+  """Training losses ``[steps]`` and the every-task evaluation before and after
+  each step of key 0's run of ``model`` with frozen weights (frozen_gain)."""
+  parts = make_train_parts(stream, frozen_gain(1.0), CONFIG, model=model)
+  state = jax.jit(parts.init)(jax.random.key(0), parts.data)
+  step, evaluate = jax.jit(parts.step), jax.jit(parts.task_eval)
+  losses, evals = [], [evaluate(state, parts.data)]
+  for _ in range(steps):
+    state, record = step(state, parts.data)
+    losses.append(record["train_loss"])
+    evals.append(evaluate(state, parts.data))
+  return np.asarray(losses), jax.device_get(evals)
+
+
+@pytest.mark.parametrize("kind", ["linen", pytest.param("nnx", marks=pytest.mark.slow)])
 def test_dropout_is_on_in_training_and_off_in_evaluation(stream, kind):
-  # The weights never move (frozen_gain), so the same seed gives the same
-  # weights and minibatches with dropout 0.5 and 0: the training losses differ
-  # only by dropout; Task-1 evaluation sees no dropout, so it is identical and
-  # the same at every iteration.
+  # The weights never move, so the same key gives the same weights and
+  # minibatches with dropout 0.5 and 0: the training losses differ only by
+  # dropout; the evaluation sees no dropout, so it is bit for bit the same for
+  # both rates and at every step (the dropout RNG moves on at each step).
   make = ((lambda rate: LinenDropNet(rate)) if kind == "linen"
           else (lambda rate: lambda rngs: NNXDropNet(rate, rngs)))
-  curves = {rate: ngm_jax.run_benchmark(stream, {"frozen": frozen_gain(1.0)}, CONFIG,
-                                        num_seeds=2, model=make(rate),
-                                        show_progress=False).curves["frozen"]
-            for rate in (0.0, 0.5)}
-  on, off = curves[0.5], curves[0.0]
-  assert (np.abs(on["train_loss"] - off["train_loss"]) > 1e-4).all()  # every step dropped units
-  np.testing.assert_array_equal(on["task1_loss"], off["task1_loss"])
-  np.testing.assert_array_equal(on["task_acc"], off["task_acc"])
-  np.testing.assert_array_equal(on["task1_loss"], on["task1_loss"][:, :1].repeat(
-      on["task1_loss"].shape[1], axis=1))
+  on_loss, on_eval = _frozen_steps(stream, make(0.5))
+  off_loss, off_eval = _frozen_steps(stream, make(0.0))
+  assert (np.abs(on_loss - off_loss) > 1e-4).all(), (on_loss, off_loss)  # every step dropped
+  for evaluated in on_eval + off_eval:
+    for name in ("task_loss", "task_acc"):
+      np.testing.assert_array_equal(evaluated[name], off_eval[0][name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_nnx_dropout_and_model_state_train(stream):
   result = ngm_jax.run_benchmark(stream, ["ngm_sgd"], CONFIG, num_seeds=2, model=NNXNet,
                                  show_progress=False)
@@ -156,6 +169,7 @@ def test_gain_placement_is_a_path_predicate_for_linen_and_nnx(stream):
     assert sum(jax.tree.leaves(ngm_jax.gain_mask(params, only_out))) == 1
 
 
+@pytest.mark.slow  # tests/test_train.py checks the reset step by step
 def test_msgd_reset_differs_from_msgd(stream):
   keys = seed_keys(1)
   curves = {}
@@ -168,6 +182,7 @@ def test_msgd_reset_differs_from_msgd(stream):
   assert not np.allclose(curves["msgd"]["train_loss"], curves["msgd_reset"]["train_loss"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in OPTIMIZER_NAMES if n != "replayed_lr_sgd"])
 def test_each_builtin_trains_the_same_through_make_train_and_run_benchmark(stream, name):
   train, data = make_train(stream, name, CONFIG)
@@ -177,6 +192,7 @@ def test_each_builtin_trains_the_same_through_make_train_and_run_benchmark(strea
     np.testing.assert_array_equal(result.curves[name][curve], value, err_msg=curve)
 
 
+@pytest.mark.slow
 def test_images_with_a_channel_axis_train_like_without(stream):
   data = fake_mnist(n_train_per_class=4, n_test_per_class=2)
   with_channel = ImageDataset(data.train_images[..., None], data.train_labels,
