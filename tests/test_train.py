@@ -12,6 +12,7 @@ from ngm_jax import gain as ngm
 from ngm_jax import streams
 from ngm_jax.execution import train_seeds
 from ngm_jax.optimizers import Optimizer
+from ngm_jax.placement import layer_kernels
 from ngm_jax.train import TrainConfig, curve_iterations, make_train, make_train_parts, seed_keys
 from tests.conftest import fake_mnist
 
@@ -65,6 +66,7 @@ def test_gain_follows_minibatch_entropy(ngm_curves):
   assert 0 < h.min() and h.max() <= np.log(10) + 1e-5
 
 
+@pytest.mark.slow
 def test_vmapped_seed_equals_seed_run_alone(stream, ngm_curves):
   (train, data), curves = ngm_curves
   alone = jax.device_get(jax.jit(train)(seed_keys([1])[0], data))
@@ -73,6 +75,7 @@ def test_vmapped_seed_equals_seed_run_alone(stream, ngm_curves):
   assert not np.allclose(curves["task1_loss"][0], curves["task1_loss"][1])  # seeds differ
 
 
+@pytest.mark.slow  # tests/test_reproducibility.py too
 def test_same_key_same_run(ngm_curves):
   (train, data), curves = ngm_curves
   again = run_seeds(train, data, seed_keys(2))
@@ -105,6 +108,7 @@ def test_user_chain_and_eval_options(stream):
   assert float(curves["gain"][-1]) > 1.0
 
 
+@pytest.mark.slow
 def test_progress_callback_reports_iterations(stream):
   seen = []
   train, data = make_train(stream, "sgd", CONFIG,
@@ -148,6 +152,7 @@ def test_unknown_optimizer_name(stream):
     make_train(stream, "rmsprop", CONFIG)
 
 
+@pytest.mark.slow
 def test_oracle_reset_restarts_optimizer_state_and_keeps_gain(stream):
   # SGD whose step size is lr while its count < I and 0 after: without a reset
   # learning stops at the first boundary; with the reset it restarts each task.
@@ -168,6 +173,7 @@ def test_oracle_reset_restarts_optimizer_state_and_keeps_gain(stream):
   np.testing.assert_allclose(g[1:], 0.9 * g[:-1] + 0.1 + 0.4 * h[1:], rtol=1e-5)
 
 
+@pytest.mark.slow  # the sweep's tests vmap hyperparameters by default
 def test_hyperparameters_as_a_vmap_axis(stream):
   injected = optax.inject_hyperparams(ngm.ngm_sgd)(learning_rate=0.01, gamma=0.9, g0=1.0,
                                                    eta=0.4)
@@ -182,9 +188,10 @@ def test_hyperparameters_as_a_vmap_axis(stream):
   np.testing.assert_allclose(swept["gain"][0], 1.0, rtol=1e-6)  # eta = 0 holds g0
 
 
-@pytest.mark.parametrize("loop, seed_axis", [("scan", "map"), ("chunked", "vmap"),
-                                             ("chunked", "map"), ("scan", "sequential"),
-                                             ("chunked", "sequential")])
+@pytest.mark.parametrize("loop, seed_axis", [  # chunked sequential by default, all with -m slow
+    pytest.param(*p, marks=pytest.mark.slow) if p != ("chunked", "sequential") else p
+    for p in [("scan", "map"), ("chunked", "vmap"), ("chunked", "map"), ("scan", "sequential"),
+              ("chunked", "sequential")]])
 def test_every_driver_gives_the_scanned_vmapped_curves(stream, ngm_curves, loop, seed_axis):
   _, reference = ngm_curves
   parts = make_train_parts(stream, "ngm_sgd", CONFIG, unroll=(loop == "chunked"))
@@ -202,6 +209,7 @@ def test_every_driver_gives_the_scanned_vmapped_curves(stream, ngm_curves, loop,
   assert timings["run_s"] > 0 and timings["compile_s"] > 0
 
 
+@pytest.mark.slow
 def test_batched_evaluation_matches_whole_set(stream, ngm_curves):
   _, reference = ngm_curves
   config = dataclasses.replace(CONFIG, eval_batch_size=7)  # 12 and 60 images: padded
@@ -232,6 +240,7 @@ def test_unrolled_interval_has_no_loop_over_steps(stream, eval_every):
   assert "scan" in top_level_primitives(unroll=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed_axis", ["vmap", "sequential"])
 def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_axis):
   # entropy_lr_sgd steps by lr·g² with g from its own entropy; replaying the
@@ -253,15 +262,138 @@ def test_replaying_a_recorded_gain_reproduces_that_runs_step_sizes(stream, seed_
     train_seeds(parts, keys, hyperparams={"schedule": schedule[:1]})
 
 
-@pytest.mark.parametrize("name", ["entropy_lr_sgd", "msgd_reset", "adam_reset", "ngm_msgd",
-                                  "ngm_adam", "ngm_sgd_plain"])
-def test_ablation_optimizers_train(stream, name):
-  curves = run_one(stream, name)
-  assert np.isfinite(np.asarray(curves["task1_loss"])).all()
-  has_gain = name in ("entropy_lr_sgd", "ngm_msgd", "ngm_adam", "ngm_sgd_plain")
-  assert (np.ptp(np.asarray(curves["gain"])) > 0) == has_gain
+ITERS = CONFIG.iterations_per_task  # 6
+STEPS = ITERS + 2  # Task 1, then Task 2's first two steps
 
 
+@pytest.fixture(scope="module")
+def trajectory(stream):
+  """``(name, config=CONFIG, where=None) -> (records, params)``: the first
+  STEPS optimizer steps of key 0's run, one compiled step called from Python
+  (cheaper to compile than the whole run). ``records[name]`` ``[STEPS]``
+  (gain, entropy, train_loss); ``params[t]``: the weights before step ``t``
+  (``t <= STEPS``). ``where``: the gain placement (default every kernel).
+  Cached."""
+  cache = {}
+
+  def get(name, config=CONFIG, where=None):
+    if (name, config, where) not in cache:
+      parts = make_train_parts(stream, name, config,
+                               **({} if where is None else {"where": where}))
+      state = jax.jit(parts.init)(jax.random.key(0), parts.data)
+      step = jax.jit(parts.step)
+      params, records = [jax.device_get(state.params)], []
+      for _ in range(STEPS):
+        state, record = step(state, parts.data)
+        params.append(jax.device_get(state.params))
+        records.append(jax.device_get(record))
+      cache[name, config, where] = ({k: np.stack([r[k] for r in records]) for k in records[0]},
+                             params)
+    return cache[name, config, where]
+
+  return get
+
+
+def _step_sizes(params, t):
+  """|Δw| / lr of step ``t`` over every weight it moved."""
+  moved = np.concatenate([np.abs(a - b).ravel() for a, b in
+                          zip(jax.tree.leaves(params[t + 1]), jax.tree.leaves(params[t]))])
+  return moved[moved > 0] / CONFIG.learning_rate
+
+
+def _assert_gain_recursion(records):
+  """g_t = γ·g_{t-1} + (1 − γ)·g0 + η·H_t from g_{-1} = g0, with CONFIG's
+  γ 0.9, g0 1, η 0.4 and the recorded entropy H."""
+  g, h = records["gain"], records["entropy"]
+  np.testing.assert_allclose(g, 0.9 * np.r_[1.0, g[:-1]] + 0.1 * 1.0 + 0.4 * h, rtol=1e-5)
+  assert np.ptp(g) > 0.01
+
+
+def _assert_parts_at(a, b, t):
+  """Records ``a`` and ``b`` agree up to step ``t`` and differ from it on."""
+  for key in ("train_loss", "entropy"):
+    np.testing.assert_allclose(a[key][:t], b[key][:t], rtol=1e-6, err_msg=key)
+  assert abs(float(a["train_loss"][t]) - float(b["train_loss"][t])) > 1e-6
+
+
+def test_entropy_lr_sgd_is_sgd_at_the_gain_squared(trajectory):
+  (records, params), (sgd, sgd_params) = trajectory("entropy_lr_sgd"), trajectory("sgd")
+  _assert_gain_recursion(records)
+  # Step 0 at g0 = 1 is SGD's step, and the raw weights are used as they are
+  # (no W_eff = g·W): the losses before and after it are SGD's.
+  _assert_parts_at(records, sgd, 2)
+  # Step 1 from the same weights and minibatch is SGD's step x g1², g1 the
+  # gain after step 0 (a norm ratio: each Δw alone is ~1e-6 against float32
+  # weights of ~0.05).
+  g1 = float(records["gain"][0])
+  assert g1 > 1.1
+  flat = lambda tree: np.concatenate([np.ravel(w) for w in jax.tree.leaves(tree)])
+  np.testing.assert_array_equal(flat(params[1]), flat(sgd_params[1]))
+  ratio = (np.linalg.norm(flat(params[2]) - flat(params[1]))
+           / np.linalg.norm(flat(sgd_params[2]) - flat(params[1])))
+  assert ratio == pytest.approx(g1 ** 2, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_ngm_msgd_takes_sgds_first_step_then_momentum(trajectory):
+  (records, _), (ngm, _) = trajectory("ngm_msgd"), trajectory("ngm_sgd")
+  _assert_gain_recursion(records)
+  # Momentum's first step is the gradient's (the trace starts at 0), so the
+  # first two losses and gains are NGM-SGD's; the second adds 0.9 x the first.
+  _assert_parts_at(records, ngm, 2)
+  np.testing.assert_allclose(records["gain"][:2], ngm["gain"][:2], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_ngm_adam_steps_every_weight_by_lr_first(trajectory):
+  (records, params), (_, sgd_params) = trajectory("ngm_adam"), trajectory("ngm_sgd")
+  _assert_gain_recursion(records)
+  # A fresh Adam state's first step is lr·m̂/(√v̂ + ε) = lr·g/(|g| + 1e-8): every
+  # weight that moves moves by lr (less only where |g| is near ε).
+  sizes = _step_sizes(params, 0)
+  assert sizes.size > 1000 and sizes.max() <= 1 + 1e-6
+  assert np.median(sizes) == pytest.approx(1, abs=1e-4)
+  assert np.median(_step_sizes(sgd_params, 0)) < 0.5  # NGM-SGD's lr·|g|: nothing like it
+
+
+@pytest.mark.slow
+def test_ngm_sgd_plain_has_no_momentum_even_with_a_backbone_momentum(trajectory):
+  # The gain on the output layer only, so the hidden layers are a backbone.
+  output = layer_kernels("output")
+  ngm, _ = trajectory("ngm_sgd", CONFIG, output)
+  momentum = dataclasses.replace(CONFIG, backbone_momentum=0.9)
+  for config in (CONFIG, momentum):  # NGM-SGD without backbone momentum, bit for bit
+    records, _ = trajectory("ngm_sgd_plain", config, output)
+    _assert_gain_recursion(records)
+    for key, value in ngm.items():
+      np.testing.assert_array_equal(records[key], value, err_msg=key)
+  # What the backbone momentum changes in NGM-SGD: from the loss after step 1 on.
+  _assert_parts_at(trajectory("ngm_sgd", momentum, output)[0], ngm, 2)
+
+
+@pytest.mark.parametrize("name", ["msgd_reset", pytest.param("adam_reset", marks=pytest.mark.slow)])
+def test_reset_optimizers_follow_their_base_through_task_1_then_part(trajectory, name):
+  (records, params), (base, base_params) = trajectory(name), trajectory(name[:-len("_reset")])
+  np.testing.assert_array_equal(records["gain"], 1.0)  # no gain: recorded as 1
+  # Task 1 and the loss of Task 2's first minibatch (taken before the step
+  # from the fresh state) are the base optimizer's; the next loss is not.
+  _assert_parts_at(records, base, ITERS + 1)
+  if name == "adam_reset":
+    # The boundary step starts from a fresh Adam state: |Δw| = lr on every
+    # weight that moved; Adam's carried moments give other sizes.
+    reset = _step_sizes(params, ITERS)
+    assert np.median(reset) == pytest.approx(1, abs=1e-4) and reset.max() <= 1 + 1e-6
+    assert abs(np.median(_step_sizes(base_params, ITERS)) - 1) > 0.01
+  else:
+    # A fresh momentum trace: the boundary step is the gradient's, lr·∇; the
+    # carried trace adds 0.9 x the last step (momentum SGD: Δ_t = 0.9·Δ_{t-1} - lr·∇).
+    for w0, w1, b1, b_prev in zip(*map(jax.tree.leaves, (
+        params[ITERS], params[ITERS + 1], base_params[ITERS + 1], base_params[ITERS - 1]))):
+      np.testing.assert_allclose(b1 - w0, (w1 - w0) + 0.9 * (w0 - b_prev), rtol=1e-3,
+                                 atol=1e-7)
+
+
+@pytest.mark.slow  # by default, entropy_lr_sgd's test shows the raw weights in use
 def test_without_reparameterisation_the_gain_does_not_scale_the_forward_pass(stream):
   config = dataclasses.replace(CONFIG, eta=2.0)
   reparam = run_one(stream, "ngm_sgd", config)
@@ -274,6 +406,7 @@ def test_without_reparameterisation_the_gain_does_not_scale_the_forward_pass(str
   assert abs(float(reparam["entropy"][1]) - float(raw["entropy"][1])) > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop, seed_axis", [("scan", "vmap"), ("chunked", "sequential")])
 def test_a_diverging_seed_is_recorded_and_the_others_run_on_unaffected(stream, loop, seed_axis):
   # Seed 1's learning rate (1e6) makes it diverge; seed 0's (0.01) does not.
