@@ -13,6 +13,7 @@ continues; SIGTERM (143) during an ``--overwrite`` leaves the old run intact.
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from ngm_jax.sharding import run_mesh
 from ngm_jax.streams import split_mnist
 from ngm_jax.train import TrainConfig, _scanned, make_train_parts, seed_keys
 from tests.conftest import fake_mnist, write_mnist_idx
+
+pytestmark = pytest.mark.slow  # subprocesses killed and resumed, segmented runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = TrainConfig(iterations_per_task=6, batch_size=8, eta=0.4, eval_every=1,
@@ -108,9 +111,30 @@ def test_segments_stop_and_resume_give_the_one_programs_curves(stream, optimizer
   assert blocks_done in (3, 4)  # the segment in flight is collected too
   np.testing.assert_array_equal(carry.step, [3 * blocks_done] * 3)
   assert records[0]["gain"].shape[:2] == (3, blocks_done)
-  curves, _ = train_seeds(parts, keys, mesh=mesh, segments=Segments(
-      blocks_per_task=2, resume=saved["state"]))
+  seen.clear()
+  curves, timing = train_seeds(parts, keys, mesh=mesh, segments=Segments(
+      blocks_per_task=2, resume=saved["state"], on_segment=record))
   _assert_same(curves, reference)
+  # Continued, not retrained: only the blocks after the saved ones ran (a
+  # deterministic retrain from scratch would give the same curves).
+  assert timing["segments"] == 10 - blocks_done
+  assert seen == list(range(blocks_done + 1, 11))
+
+  # The run goes on from the carry and records it is given: halve the saved
+  # weights and mark the saved records; the curves keep the marks up to the
+  # resume point and differ from the reference everywhere after it.
+  steps, task1, per_task = records
+  changed = (carry._replace(params=jax.tree.map(lambda w: w * 0.5, carry.params)),
+             ({**steps, "train_loss": np.full_like(steps["train_loss"], -1.0)}, task1, per_task),
+             blocks_done)
+  curves, _ = train_seeds(parts, keys, mesh=mesh, segments=Segments(
+      blocks_per_task=2, resume=changed))
+  done = 3 * blocks_done  # iterations
+  np.testing.assert_array_equal(curves["train_loss"][:, :done], -1.0)
+  np.testing.assert_array_equal(curves["task1_loss"][:, :done], reference["task1_loss"][:, :done])
+  after = np.abs(curves["train_loss"][:, done:] - reference["train_loss"][:, done:])
+  assert (after > 0).all(), after
+  assert (curves["task1_loss"][:, done] != reference["task1_loss"][:, done]).all()
 
 
 def test_seed_chunks_stop_and_resume_too(stream):
@@ -131,6 +155,7 @@ def test_seed_chunks_stop_and_resume_too(stream):
   curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
                                segments=Segments(blocks_per_task=2, resume=saved["state"]))
   assert timing["chunks"] == 3
+  assert timing["segments"] == 10 - saved["state"][2]  # continued, not retrained
   for name in ("train_loss", "gain", "entropy", "task1_acc", "task_acc", "diverged_at"):
     np.testing.assert_array_equal(curves[name], reference[name], err_msg=name)
   for name in ("task1_loss", "task_loss"):  # one seed per program: another reduction order
@@ -170,8 +195,41 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
   with pytest.raises(ValueError, match="made with other arguments.*seeds"):
     ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=3, out=out, resume=True)
 
+  # Resumed from a checkpoint whose weights were halved (in a copy of the
+  # folder): adam's curves equal the reference up to the checkpoint, differ
+  # after it; ngm_sgd (finished) is not trained again.
+  copy = tmp_path / "changed"
+  shutil.copytree(out, copy)
+  restore = runner.RunCheckpoints.restore
+
+  def halved(self, step, carry_like):
+    carry, records = restore(self, step, carry_like)
+    return carry._replace(params=jax.tree.map(lambda w: w * 0.5, carry.params)), records
+
+  monkeypatch.setattr(runner.RunCheckpoints, "restore", halved)
+  changed = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=copy,
+                                  resume=True, show_progress=False).curves
+  monkeypatch.undo()
+  _assert_same(changed["ngm_sgd"], reference.curves["ngm_sgd"])
+  done = e.iteration
+  np.testing.assert_array_equal(changed["adam"]["train_loss"][:, :done],
+                                reference.curves["adam"]["train_loss"][:, :done])
+  assert (changed["adam"]["train_loss"][:, done:]
+          != reference.curves["adam"]["train_loss"][:, done:]).all()
+
+  # The real resume: the segments after the checkpoint only, and the curves of
+  # the uninterrupted run.
+  calls = []
+
+  def count(self, done):
+    calls.append((self.label, done.blocks_done))
+    return saver(self, done)
+
+  monkeypatch.setattr(runner._Saver, "__call__", count)
   result = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
                                  resume=True, show_progress=False)
+  monkeypatch.undo()
+  assert calls == [("adam", b) for b in range(done // 3 + 1, 11)]
   for label in optimizers:
     _assert_same(result.curves[label], reference.curves[label])
   assert result.meta["timings"]["adam"]["resumed_at_iteration"] == e.iteration
