@@ -23,6 +23,9 @@ data. Equality, measured here:
   this CPU and asserted so. (For the ResNet, experiments/bench.py --compare
   measured differences up to 2.5e-5 from iteration 9: XLA:CPU's convolutions
   may split their work differently when two devices share the cores.)
+
+The subprocess tests are slow (``pytest -m slow``); the helpers of
+:mod:`ngm_jax.sharding` on this process's one device are tested by default.
 """
 
 import os
@@ -33,8 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytestmark = pytest.mark.slow  # subprocesses: fake devices, several processes
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "sharded_run.py"
@@ -76,6 +77,7 @@ def eight_devices(tmp_path_factory):
   return dict(np.load(out))
 
 
+@pytest.mark.slow
 def test_eight_fake_devices_give_the_curves_of_one(tmp_path, eight_devices):
   _finish(_run(tmp_path / "d1.npz", 1, 8))
   one = dict(np.load(tmp_path / "d1.npz"))
@@ -103,6 +105,7 @@ def _runs_of(saved, spec):
   return {k.split("/", 1)[1]: v for k, v in saved.items() if k.startswith(spec + "/")}
 
 
+@pytest.mark.slow
 def test_one_seed_per_device_gives_the_curves_of_seeds_one_after_another(shard_runs):
   reference = _runs_of(shard_runs, SHARD_RUNS[0])
   assert len(reference) == 2 * 8  # two optimizers' curves
@@ -114,6 +117,7 @@ def test_one_seed_per_device_gives_the_curves_of_seeds_one_after_another(shard_r
       np.testing.assert_array_equal(runs[key], value, err_msg=f"{spec}/{key}")
 
 
+@pytest.mark.slow
 def test_two_processes_of_four_devices_give_the_curves_of_one_process(tmp_path, eight_devices,
                                                                        shard_runs):
   # Both sharded runs: the one scanned, vmapped program, and one seed per device.
@@ -131,6 +135,7 @@ def test_two_processes_of_four_devices_give_the_curves_of_one_process(tmp_path, 
       np.testing.assert_array_equal(value, reference[key], err_msg=f"{spec}/{key}")
 
 
+@pytest.mark.slow
 def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
   from tests.conftest import fake_mnist, write_mnist_idx  # pylint: disable=g-import-not-at-top
   data = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4,
@@ -154,6 +159,7 @@ def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
   assert np.load(tmp_path / "out0" / "curves.npz")["sgd/task1_acc"].shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_runs_that_do_not_fit_are_split_into_chunks():
   # In-process, one device: a memory budget below one run's program forces
   # chunks of one seed; the curves are those of one program for all seeds.
@@ -195,6 +201,7 @@ def test_the_table_says_when_seeds_ran_in_chunks_or_sharded(tmp_path):
   assert "sharded over 4 cpu devices in 2 process(es)" in table
 
 
+@pytest.mark.slow
 def test_auto_runs_the_cpu_resnet_one_seed_per_device(tmp_path):
   # The choice docs/results.md measured ("Scaling out"): on CPU with several
   # devices the convolutional network runs chunked, one seed per device.
@@ -215,3 +222,52 @@ def test_auto_runs_the_cpu_resnet_one_seed_per_device(tmp_path):
   curves = np.load(tmp_path / "out" / "curves.npz")
   assert curves["ngm_sgd/task1_acc"].shape == (3, 5)
   assert np.all(curves["ngm_sgd/gain"] > 1.0)
+
+
+# ---------------------------------------------------------------------------
+# The helpers, in this process (one CPU device).
+
+
+def test_pad_runs_repeats_the_last_run_and_unpad_drops_it():
+  from ngm_jax.sharding import pad_runs, unpad_runs  # pylint: disable=g-import-not-at-top
+  tree = {"key": np.arange(10).reshape(5, 2), "h": {"eta": np.array([0.1, 0.2, 0.3, 0.4, 0.5])}}
+  padded, n = pad_runs(tree, 4)
+  assert n == 5
+  np.testing.assert_array_equal(padded["key"], np.r_[tree["key"], [[8, 9]] * 3])
+  np.testing.assert_array_equal(padded["h"]["eta"], [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5])
+  back = unpad_runs(padded, n)
+  np.testing.assert_array_equal(back["key"], tree["key"])
+  np.testing.assert_array_equal(back["h"]["eta"], tree["h"]["eta"])
+  same, n = pad_runs(tree, 5)  # already a multiple: returned as it is
+  assert same is tree and n == 5
+  assert pad_runs({}, 4) == ({}, 0)
+
+
+def test_run_mesh_describe_and_its_bad_sizes():
+  import jax  # pylint: disable=g-import-not-at-top
+  from ngm_jax.sharding import RUNS, describe_mesh, run_mesh  # pylint: disable=g-import-not-at-top
+  mesh = run_mesh(1)
+  assert mesh.axis_names == (RUNS,) and mesh.size == 1
+  device = jax.devices()[0]
+  assert describe_mesh(mesh) == {"axis": "runs", "devices": 1, "device_kind": device.device_kind,
+                                 "platform": device.platform, "processes": 1}
+  count = len(jax.devices())
+  for bad in (0, count + 1, True, 1.0):
+    with pytest.raises(ValueError, match=f"num_devices={bad!r}: must be an integer in"
+                                         rf" \[1, {count}\]"):
+      run_mesh(bad)
+
+
+def test_shard_replicate_and_gather_round_trip():
+  from jax.sharding import PartitionSpec  # pylint: disable=g-import-not-at-top
+  from ngm_jax.sharding import gather, replicate, run_mesh, shard_runs  # pylint: disable=g-import-not-at-top
+  mesh = run_mesh(1)
+  runs = {"key_data": np.arange(12, dtype=np.uint32).reshape(3, 4)}
+  sharded = shard_runs(runs, mesh)
+  assert sharded["key_data"].sharding.spec == PartitionSpec("runs")
+  data = replicate({"images": np.ones((2, 3), np.uint8)}, mesh)
+  assert data["images"].sharding.spec == PartitionSpec()
+  back = gather({**sharded, **data})
+  assert isinstance(back["key_data"], np.ndarray)
+  np.testing.assert_array_equal(back["key_data"], runs["key_data"])
+  np.testing.assert_array_equal(back["images"], np.ones((2, 3)))
