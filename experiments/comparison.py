@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ngm_jax import benchmarks
+from ngm_jax.streams import subsample_test
 from ngm_jax.tuning import OBJECTIVES, tune
 
 METHODS = ("ngm_sgd", "sgd", "msgd", "adam", "g0_sgd", "ema_sgd", "warmup_sgd")
@@ -49,17 +50,35 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--eval-task1-limit", type=int, default=None,
                       help="evaluate Task 1 on its first N test images (as the docs' Rotated"
                            " MNIST runs: 2000)")
+  parser.add_argument("--task-eval-every", type=int, default=None,
+                      help="override the config's task_eval_every (short reduced-size runs)")
+  parser.add_argument("--synthetic", default=None, metavar="TRAIN,TEST",
+                      help="random data of the benchmark's shapes, TRAIN and TEST images in all"
+                           " (the image benchmarks' reduced-size rehearsal), instead of --data-dir")
+  parser.add_argument("--test-subset", type=int, default=None, metavar="N",
+                      help="final runs: evaluate on a fixed random subset of N test images per"
+                           " task (seed 0; never read by the search)")
+  parser.add_argument("--batch-size", type=int, default=None,
+                      help="override the config's batch_size (reduced-size rehearsals)")
   parser.add_argument("--out", required=True)
   parser.add_argument("--resume", action="store_true")
   parser.add_argument("--overwrite", action="store_true")
   args = parser.parse_args(argv)
   options = {"train_per_task": args.train_per_task} if args.train_per_task else {}
-  stream = benchmarks.load_benchmark(args.benchmark, args.data_dir, **options)
-  config = benchmarks.get(args.benchmark).config
-  if args.iterations_per_task:
-    config = dataclasses.replace(config, iterations_per_task=args.iterations_per_task)
-  if args.eval_task1_limit:
-    config = dataclasses.replace(config, eval_task1_limit=args.eval_task1_limit)
+  record = benchmarks.get(args.benchmark)
+  if args.synthetic:
+    from experiments.bench import synthetic_dataset  # pylint: disable=import-outside-toplevel
+    train, test = (int(n) for n in args.synthetic.split(","))
+    stream = record.build(synthetic_dataset(record.dataset, train, test),
+                          **record.check_options(options))
+  else:
+    stream = benchmarks.load_benchmark(args.benchmark, args.data_dir, **options)
+  if args.test_subset:
+    stream = subsample_test(stream, args.test_subset)
+  overrides = {"iterations_per_task": args.iterations_per_task, "batch_size": args.batch_size,
+               "task_eval_every": args.task_eval_every, "eval_task1_limit": args.eval_task1_limit}
+  config = dataclasses.replace(record.config,
+                               **{k: v for k, v in overrides.items() if v is not None})
   tune(stream, [m.strip() for m in args.methods.split(",") if m.strip()], config,
        budget=args.budget, search_seeds=args.search_seeds, num_seeds=args.seeds,
        objective=args.objective, search_config=search_schedule(config), out=args.out,
