@@ -151,7 +151,7 @@ def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
     procs.append(subprocess.Popen(argv, env=_env(2), cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
   outputs = [_finish(p) for p in procs]
-  assert "Wrote" in outputs[1]
+  assert f"Files in {tmp_path / 'out0'}/" in outputs[1]  # the end-of-run summary
   assert not (tmp_path / "out1").exists()  # process 1 computes, writes nothing
   import json  # pylint: disable=g-import-not-at-top
   meta = json.loads((tmp_path / "out0" / "run.json").read_text())
