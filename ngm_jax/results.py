@@ -98,9 +98,10 @@ def load_curves(
   curves: dict[str, dict[str, np.ndarray]] = {}
   iterations: dict[str, np.ndarray] = {}
   try:
-    with np.load(path, allow_pickle=False) as data:
-      if not hasattr(data, "files"):
-        raise ValueError("it is a single .npy array, not an .npz archive of curves")
+    data = np.load(path, allow_pickle=False)
+    if not hasattr(data, "files"):  # a single .npy array: no context manager, no entries
+      raise ValueError("it is a single .npy array, not an .npz archive of curves")
+    with data:
       for key in data.files:
         group, sep, name = key.partition("/")
         if not sep or not group or not name:

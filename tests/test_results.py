@@ -41,10 +41,6 @@ def test_load_curves_names_what_is_wrong(tmp_path):
     results.load_curves(tmp_path / "absent.npz")
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "results.load_curves opens the file with `with np.load(...)`, and the array np.load"
-    " returns for a .npy file is no context manager: TypeError before the check for"
-    " .npz archives that would name the fault"))
 def test_load_curves_of_a_single_array_names_the_fault(tmp_path):
   np.save(tmp_path / "one.npy", np.zeros(2))
   with pytest.raises(ValueError, match="single .npy array, not an .npz archive"):
