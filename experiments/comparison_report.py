@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ngm_jax.results import load_result, read_json
-from ngm_jax.tuning import tuning_table, write_tuning_report
+from ngm_jax.tuning import OBJECTIVES, select, tuning_table, write_tuning_report
 
 BEGIN, END = "<!-- comparison:begin -->", "<!-- comparison:end -->"
 #: (metric, words, larger is better) of the verdict.
@@ -58,6 +58,27 @@ def verdict(metrics: Mapping[str, Mapping[str, Any]], ngm: str = "ngm_sgd") -> l
   return lines
 
 
+def selections(record: Mapping[str, Any]) -> list[str]:
+  """Per method, the trial (1-based, ``tuning.json`` order) each objective
+  would select from the same validation results, and that trial's
+  hyperparameters: how much the verdict depends on the objective."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  lines = ["| method | " + " | ".join(OBJECTIVES) + " |",
+           "|---|" + "---:|" * len(OBJECTIVES)]
+  for label, entry in record["optimizers"].items():
+    trials = entry["trials"]
+    per_trial = {m: np.asarray([[np.nan if v is None else v
+                                 for v in t["validation"][m]["per_seed"]] for t in trials])
+                 for m in OBJECTIVES}
+    cells = []
+    for objective in OBJECTIVES:
+      c = select(per_trial, objective)
+      cells.append(f"#{c + 1} (" + ", ".join(f"{k}={v:.3g}" for k, v in
+                                          trials[c]["hyperparameters"].items()) + ")")
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def _costs(folder: Path, record: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
   search = sum((e.get("search_timings") or {}).get("run_s", 0.0)
                for e in record["optimizers"].values())
@@ -88,6 +109,9 @@ def section(folder: Path) -> tuple[str, dict[str, Any], Mapping[str, Any]]:
       f"### {record['benchmark']}", "", protocol, "", table.strip(), "",
       _costs(folder, record, result.meta), "",
       "Measured verdict:", *verdict({k: result.metrics[k] for k in record["optimizers"]}), "",
+      "The configuration each objective would select from the same validation trials"
+      " (`tuning.json`; the final runs used the first column's):", "",
+      *selections(record), "",
       f"![trade-off]({folder.as_posix()}/tradeoff.png)", ""])
   return text, record, result.metrics
 
