@@ -212,17 +212,8 @@ def tune(
   tunables = _resolve(optimizers, config, lambda p: gain_mask(p, net["where"]))
   search_stream, split = validation_split(stream, validation_fraction, validation_seed)
   writer = jax.process_index() == 0
-  work = None
-  if out is not None:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-      raise ValueError(f"out={str(out)!r} is a file; choose a folder.")
-    if (out / "tuning.json").exists() and not (overwrite or resume):
-      raise ValueError(f"{out} already holds a tuning; pass resume=True to continue it,"
-                       " overwrite=True to replace it, or choose another folder.")
-    work = results.work_folder(out, overwrite, resume)
-    if overwrite and writer:
-      shutil.rmtree(work, ignore_errors=True)
+  say = print if show_progress and writer else (lambda *a, **k: None)
+  work = _work_folder(out, overwrite, resume, writer)
   final_seeds = list(range(FINAL_SEED_START, FINAL_SEED_START + num_seeds))
   record: dict[str, Any] = {
       "benchmark": stream.name, "budget": budget, "objective": objective,
@@ -233,69 +224,97 @@ def tune(
                        else None),
       "optimizers": {},
   }
-  net_kwargs = dict(model=model, where=where, preprocess=preprocess, augment=augment)
+  run_kwargs = dict(model=model, where=where, preprocess=preprocess, augment=augment,
+                    resume=resume, show_progress=show_progress, **run_kwargs)
   for n, (label, tunable) in enumerate(tunables.items(), 1):
-    trials = configurations(tunable.space, budget, sample_seed)
-    names = sorted(tunable.space)
-    hyperparams = {name: np.repeat(np.asarray([t[name] for t in trials], np.float32),
-                                   search_seeds) for name in names}
-    if show_progress and writer:
-      print(f"[{n}/{len(tunables)}] search {label}: {budget} configurations x"
-            f" {search_seeds} seeds = {budget * search_seeds} runs in one program"
-            f" ({', '.join(names)})", flush=True)
-    searched = run_benchmark(
-        search_stream, {label: tunable.injected()}, search_config,
-        seeds=list(range(search_seeds)) * budget, seed_hyperparams={label: hyperparams},
-        out=None if work is None else work / "search" / label, resume=resume,
-        show_progress=show_progress,
-        extra_meta={"benchmark_label": f"{stream.name}, validation search of {label}",
-                    "split": "validation", "validation": split.to_json()},
-        **net_kwargs, **run_kwargs)
-    per_trial = trial_metrics(searched.curves[label], stream.num_tasks, budget, search_seeds,
-                              search_config.iterations_per_task)
-    best = select(per_trial, objective)
-    record["optimizers"][label] = {
-        "optimizer": tunable.name or "user factory",
-        "space": tunable.space_json(),
-        "trials": [{"hyperparameters": trials[c],
-                    "validation": {m: _mean_json(v[c]) for m, v in per_trial.items()}}
-                   for c in range(budget)],
-        "selected": trials[best],
-        "selected_index": best,
-        "search_timings": searched.meta["timings"].get(label),
-    }
-    if show_progress and writer:
-      value = record["optimizers"][label]["trials"][best]["validation"][objective]["mean"]
-      shown = ", ".join(f"{k}={v:.4g}" for k, v in trials[best].items())
-      print(f"  selected {label}: {shown} (validation {objective}"
-            f" {'n/a' if value is None else f'{100 * value:.2f} %'})", flush=True)
+    say(f"[{n}/{len(tunables)}] search {label}: {budget} configurations x {search_seeds}"
+        f" seeds = {budget * search_seeds} runs in one program"
+        f" ({', '.join(sorted(tunable.space))})", flush=True)
+    record["optimizers"][label] = _search(
+        label, tunable, search_stream, search_config, record, split,
+        None if work is None else work / "search" / label, say, run_kwargs)
     if work is not None and writer:
       results.write_json(work / "tuning.json", record)
   final = {label: tunable.optimizer(record["optimizers"][label]["selected"])
            for label, tunable in tunables.items()}
-  if show_progress and writer:
-    print(f"final runs: the selected configurations, seeds {final_seeds[0]}.."
-          f"{final_seeds[-1]}, full training data, test set", flush=True)
+  say(f"final runs: the selected configurations, seeds {final_seeds[0]}..{final_seeds[-1]},"
+      " full training data, test set", flush=True)
   result = run_benchmark(
-      stream, final, config, seeds=final_seeds, out=work, resume=resume,
-      show_progress=show_progress,
+      stream, final, config, seeds=final_seeds, out=work,
       extra_meta={"tuning": {"file": "tuning.json", "budget": budget, "objective": objective,
                              "selected": {k: v["selected"]
                                           for k, v in record["optimizers"].items()}}},
-      **net_kwargs, **run_kwargs)
+      **run_kwargs)
+  record["final_metrics"] = {
+      label: {m: {k: result.metrics[label][m][k] for k in ("mean", "stderr")}
+              for m in FINAL_METRICS}
+      for label in tunables}
   if work is not None and writer:
-    record["final_metrics"] = {
-        label: {m: {"mean": result.metrics[label][m]["mean"],
-                    "stderr": result.metrics[label][m]["stderr"]}
-                for m in ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg", "dl_wc_acc",
-                          "dl_final_acc_all")}
-        for label in tunables}
     results.write_json(work / "tuning.json", record)
     write_tuning_report(work, record, result.metrics)
     results.finish_out(work, out)
-  if show_progress and writer:
-    print(tuning_table(record), flush=True)
+  say(tuning_table(record), flush=True)
   return record, result
+
+
+#: The final runs' metrics kept in ``tuning.json``.
+FINAL_METRICS = ("avg_acc", "avg_min_acc", "wc_acc", "avg_sg", "dl_wc_acc", "dl_final_acc_all")
+
+
+def _work_folder(out: str | Path | None, overwrite: bool, resume: bool, writer: bool
+                 ) -> Path | None:
+  """The folder a tuning writes into (``<out>.partial`` for an overwrite,
+  swapped in when finished), after checking ``out``."""
+  if out is None:
+    return None
+  out = Path(out)
+  if out.exists() and not out.is_dir():
+    raise ValueError(f"out={str(out)!r} is a file; choose a folder.")
+  if (out / "tuning.json").exists() and not (overwrite or resume):
+    raise ValueError(f"{out} already holds a tuning; pass resume=True to continue it,"
+                     " overwrite=True to replace it, or choose another folder.")
+  work = results.work_folder(out, overwrite, resume)
+  if overwrite and writer:
+    shutil.rmtree(work, ignore_errors=True)
+  return work
+
+
+def _search(label: str, tunable: Tunable, search_stream: TaskStream,
+            search_config: TrainConfig, record: Mapping[str, Any], split: Any,
+            out: Path | None, say: Callable[..., None], run_kwargs: Mapping[str, Any]
+            ) -> dict[str, Any]:
+  """One method's search: ``budget`` configurations × the search seeds as one
+  run, each run's hyperparameters in its optimizer state; returns its
+  ``tuning.json`` entry (space, trials with validation metrics, selection)."""
+  budget, objective = record["budget"], record["objective"]
+  search_seeds = len(record["search_seeds"])
+  trials = configurations(tunable.space, budget, record["sample_seed"])
+  hyperparams = {name: np.repeat(np.asarray([t[name] for t in trials], np.float32),
+                                 search_seeds) for name in sorted(tunable.space)}
+  searched = run_benchmark(
+      search_stream, {label: tunable.injected()}, search_config,
+      seeds=list(range(search_seeds)) * budget, seed_hyperparams={label: hyperparams}, out=out,
+      extra_meta={"benchmark_label": f"{search_stream.name}, validation search of {label}",
+                  "split": "validation", "validation": split.to_json()},
+      **run_kwargs)
+  per_trial = trial_metrics(searched.curves[label], search_stream.num_tasks, budget,
+                            search_seeds, search_config.iterations_per_task)
+  best = select(per_trial, objective)
+  entry = {
+      "optimizer": tunable.name or "user factory",
+      "space": tunable.space_json(),
+      "trials": [{"hyperparameters": trials[c],
+                  "validation": {m: _mean_json(v[c]) for m, v in per_trial.items()}}
+                 for c in range(budget)],
+      "selected": trials[best],
+      "selected_index": best,
+      "search_timings": searched.meta["timings"].get(label),
+  }
+  value = entry["trials"][best]["validation"][objective]["mean"]
+  shown = ", ".join(f"{k}={v:.4g}" for k, v in trials[best].items())
+  say(f"  selected {label}: {shown} (validation {objective}"
+      f" {'n/a' if value is None else f'{100 * value:.2f} %'})", flush=True)
+  return entry
 
 
 def write_tuning_report(out: str | Path, record: Mapping[str, Any] | None = None,
