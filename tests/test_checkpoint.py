@@ -84,6 +84,16 @@ def test_a_checkpoint_of_another_run_is_refused(parts, tmp_path):
 
 
 def test_stop_request_sets_a_flag_then_restores_the_handlers():
+  # Python's own Ctrl-C handler, also where this process was started with SIGINT
+  # ignored (a background job, nohup): the second Ctrl-C below must reach it.
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    _stop_request_round_trip()
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
+def _stop_request_round_trip():
   before = {s: signal.getsignal(s) for s in StopRequest.SIGNALS}
   with StopRequest(announce=False) as stop:
     assert not stop.requested
