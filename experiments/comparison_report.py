@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -88,7 +89,8 @@ def _costs(folder: Path, record: Mapping[str, Any], meta: Mapping[str, Any]) -> 
           " `tuning.json`).")
 
 
-def section(folder: Path) -> tuple[str, dict[str, Any], Mapping[str, Any]]:
+def section(folder: Path, doc_dir: Path | None = None
+            ) -> tuple[str, dict[str, Any], Mapping[str, Any]]:
   """The markdown of one tuned benchmark, its record and its final metrics."""
   record = read_json(folder / "tuning.json")
   result = load_result(folder)
@@ -112,8 +114,15 @@ def section(folder: Path) -> tuple[str, dict[str, Any], Mapping[str, Any]]:
       "The configuration each objective would select from the same validation trials"
       " (`tuning.json`; the final runs used the first column's):", "",
       *selections(record), "",
-      f"![trade-off]({folder.as_posix()}/tradeoff.png)", ""])
+      f"![trade-off]({_link(folder / 'tradeoff.png', doc_dir)})", ""])
   return text, record, result.metrics
+
+
+def _link(path: Path, doc_dir: Path | None) -> str:
+  """``path`` as a markdown link from a doc in ``doc_dir`` (as given without one)."""
+  if doc_dir is None:
+    return path.as_posix()
+  return Path(os.path.relpath(path.resolve(), doc_dir.resolve())).as_posix()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise SystemExit(f"error: no */tuning.json under {args.folder}")
   parts, panels = [], []
   for folder in folders:
-    text, record, metrics = section(folder)
+    text, record, metrics = section(folder, Path(args.doc).parent if args.doc else None)
     parts.append(text)
     panels.append((record, metrics))
   if args.figure:
