@@ -37,7 +37,7 @@ from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
 from ngm_jax.runner import run_benchmark
 from ngm_jax.tables import run_summary
 
-__all__ = ["HELP", "add_arguments", "run", "load_factory", "resolve_optimizers"]
+__all__ = ["HELP", "add_arguments", "run", "find_factory", "load_factory", "resolve_optimizers"]
 
 HELP = "train, save curves, write metrics, table and figure"
 
@@ -77,6 +77,30 @@ def _import_from_cwd(module_name: str):
   return importlib.import_module(module_name)
 
 
+def find_factory(entry: str) -> Any:
+  """``package.module:factory`` → the object it names (the module imported
+  from the current folder or the installed packages).
+
+  Raises:
+    ValueError: a malformed entry, a module that cannot be imported, a name
+      the module does not have.
+  """
+  module_name, _, attr = entry.partition(":")
+  if not module_name or not attr:
+    raise ValueError(f"--optimizers {entry}: write your optimizer as package.module:factory.")
+  try:
+    module = _import_from_cwd(module_name)
+  except ImportError as e:
+    raise ValueError(f"--optimizers {entry}: cannot import module {module_name!r} from"
+                     f" {os.getcwd()} or the installed packages ({e}).") from None
+  found = module
+  for part in attr.split("."):
+    if not hasattr(found, part):
+      raise ValueError(f"--optimizers {entry}: module {module_name!r} has no {attr!r}.")
+    found = getattr(found, part)
+  return found
+
+
 def load_factory(entry: str, learning_rate: float) -> Any:
   """``package.module:factory`` → the transformation the factory returns.
 
@@ -88,19 +112,8 @@ def load_factory(entry: str, learning_rate: float) -> Any:
     ValueError: a malformed entry, a module or attribute that cannot be
       imported, a factory that fails or returns no optax transformation.
   """
-  module_name, _, attr = entry.partition(":")
-  if not module_name or not attr:
-    raise ValueError(f"--optimizers {entry}: write your optimizer as package.module:factory.")
-  try:
-    module = _import_from_cwd(module_name)
-  except ImportError as e:
-    raise ValueError(f"--optimizers {entry}: cannot import module {module_name!r} from"
-                     f" {os.getcwd()} or the installed packages ({e}).") from None
-  factory = module
-  for part in attr.split("."):
-    if not hasattr(factory, part):
-      raise ValueError(f"--optimizers {entry}: module {module_name!r} has no {attr!r}.")
-    factory = getattr(factory, part)
+  factory = find_factory(entry)
+  attr = entry.partition(":")[2]
   if not callable(factory):
     raise ValueError(f"--optimizers {entry}: {attr!r} is not callable.")
   try:

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from ngm_jax.cli.args import add_compile_cache_flag, add_experiment_flags, comma_separated, count_type, seconds_type
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
-from ngm_jax.cli.run import _import_from_cwd
+from ngm_jax.cli.run import find_factory
 from ngm_jax.search import Dimension, Tunable, TUNABLE_NAMES
 from ngm_jax.tuning import OBJECTIVES, tune
 
@@ -89,19 +89,9 @@ def load_tunable(entry: str) -> Tunable:
     ValueError: a malformed entry, a module or factory that cannot be found,
       a bad search space.
   """
-  module_name, _, attr = entry.partition(":")
-  if not module_name or not attr:
-    raise ValueError(f"--optimizers {entry}: write your optimizer as package.module:factory.")
-  try:
-    factory = _import_from_cwd(module_name)
-  except ImportError as e:
-    raise ValueError(f"--optimizers {entry}: cannot import module {module_name!r} ({e}).") from None
-  for part in attr.split("."):
-    if not hasattr(factory, part):
-      raise ValueError(f"--optimizers {entry}: module {module_name!r} has no {attr!r}.")
-    factory = getattr(factory, part)
+  factory = find_factory(entry)
   if not callable(factory) or inspect.isclass(factory):
-    raise ValueError(f"--optimizers {entry}: {attr!r} is not a factory function.")
+    raise ValueError(f"--optimizers {entry}: not a factory function.")
   space = _space(entry, getattr(factory, "search_space", DEFAULT_SPACE))
   try:
     return Tunable(factory, space, name=None)
