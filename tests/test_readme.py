@@ -53,3 +53,15 @@ def test_the_command_line_factory_example_loads_from_the_current_folder(tmp_path
   params = {"w": jnp.ones(3)}
   updates, _ = tx.update({"w": jnp.full(3, 2.0)}, tx.init(params), params)
   assert updates["w"].shape == (3,)
+
+
+def test_the_own_training_loop_snippet_runs_as_written():
+  """The "Use the gain in your own training loop" block defines everything it uses."""
+  text = README.read_text()
+  section = text.split("## Use the gain in your own training loop\n", 1)[1].split("\n## ", 1)[0]
+  block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+  namespace = {}
+  exec(compile(block, str(README), "exec"), namespace)  # pylint: disable=exec-used
+  import ngm_jax  # pylint: disable=import-outside-toplevel
+  assert float(ngm_jax.gain_of(namespace["opt_state"])) > 1.0  # g rose with the entropy
+  assert namespace["loss"].shape == ()
