@@ -42,6 +42,9 @@ __all__ = [
     "train_data",
     "make_train",
     "make_train_parts",
+    "task_eval_block",
+    "scan_blocks",
+    "assemble_curves",
     "seed_keys",
     "curve_iterations",
     "task1_eval_size",
@@ -301,14 +304,51 @@ def _check_network(net: ModelFns, preprocess, data: TrainData, num_classes: int)
   check_logits(out, 2, num_classes, net.name)
 
 
-def _assemble(steps, task1, per_task) -> dict[str, jax.Array]:
+def assemble_curves(steps, task1, per_task) -> dict[str, jax.Array]:
   """Records shaped ``[..., blocks, intervals, eval_every]`` (steps),
-  ``[..., blocks, intervals]`` (Task 1) and ``[..., blocks, K]`` (per task)
-  → the curves of :func:`make_train`."""
+  ``[..., blocks, intervals]`` (Task 1) and ``[..., blocks, K]`` (per task),
+  as :func:`scan_blocks` returns them, → the curves of :func:`make_train`."""
   curves = {k: v.reshape(v.shape[:-3] + (-1,)) for k, v in steps.items()}
   curves.update({k: v.reshape(v.shape[:-2] + (-1,)) for k, v in task1.items()})
   curves.update(per_task)
   return curves
+
+
+_assemble = assemble_curves  # the earlier, private name
+
+
+def task_eval_block(parts: TrainParts, state: TrainState, data: TrainData,
+                    progress: Callable[[int], None] | None = None) -> tuple[TrainState, Any]:
+  """One per-task-eval block of one run: ``intervals_per_task_eval`` eval
+  intervals (``eval_every`` steps and the Task-1 evaluation, a ``lax.scan``),
+  then every task's test set.
+
+  Returns:
+    ``(state, (steps, task1, per_task))``: ``steps`` ``{gain, entropy,
+    train_loss}`` ``[intervals, eval_every]``, ``task1`` ``{task1_acc,
+    task1_loss}`` ``[intervals]``, ``per_task`` ``{task_acc, task_loss}``
+    ``[K]``.
+  """
+  state, (steps, task1) = jax.lax.scan(
+      lambda s, _: parts.eval_interval(s, data), state, None,
+      length=parts.intervals_per_task_eval)
+  if progress is not None:
+    jax.debug.callback(progress, state.step)
+  return state, (steps, task1, parts.task_eval(state, data))
+
+
+def scan_blocks(parts: TrainParts, state: TrainState, data: TrainData, blocks: int,
+                progress: Callable[[int], None] | None = None) -> tuple[TrainState, Any]:
+  """``blocks`` blocks of one run (:func:`task_eval_block`) as a ``lax.scan``;
+  the whole run is ``scan_blocks(parts, init(key, data), data,
+  num_intervals // intervals_per_task_eval)``.
+
+  Returns:
+    ``(state, records)``: the records of :func:`task_eval_block` with a
+    leading ``[blocks]`` axis.
+  """
+  return jax.lax.scan(lambda s, _: task_eval_block(parts, s, data, progress), state, None,
+                      length=blocks)
 
 
 def make_train(
@@ -386,17 +426,8 @@ def _scanned(parts: TrainParts, progress: Callable[[int], None] | None):
 
   def train(key: jax.Array, data: TrainData,
             hyperparams: Mapping[str, Any] | None = None) -> dict[str, jax.Array]:
-
-    def task_eval_block(state, _):
-      state, (steps, task1) = jax.lax.scan(
-          lambda s, _: parts.eval_interval(s, data), state, None,
-          length=parts.intervals_per_task_eval)
-      if progress is not None:
-        jax.debug.callback(progress, state.step)
-      return state, (steps, task1, parts.task_eval(state, data))
-
-    state, records = jax.lax.scan(task_eval_block, parts.init(key, data, hyperparams), None,
-                                  length=blocks)
-    return {**_assemble(*records), "diverged_at": state.diverged_at}
+    state, records = scan_blocks(parts, parts.init(key, data, hyperparams), data, blocks,
+                                 progress)
+    return {**assemble_curves(*records), "diverged_at": state.diverged_at}
 
   return train
