@@ -8,7 +8,10 @@ folder with one numbered step per save (the two newest kept), each holding
              with the gain, sampler state, PRNG keys as key data, step,
              hyperparameters, diverged_at), leaves "000", "001", ... [S, ...]
     records  the curves recorded so far: steps, task1, per_task [S, blocks, ...]
-    meta     JSON: variant, blocks and iterations done, seconds run
+    meta     JSON: variant, blocks and iterations done, seconds run, and how it
+             ran (loop, seed_axis, devices); the carry has the same form in
+             every mode, so train_seeds resumes it in any mode or device
+             count (run_benchmark: with the run's loop and seed axis)
 
 A step is written at every task boundary, at most every ``checkpoint_every_s``
 seconds of compute, when a stop is requested, and after each finished

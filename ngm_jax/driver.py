@@ -20,7 +20,7 @@ import numpy as np
 from ngm_jax.modes import Mode
 from ngm_jax.train import assemble_curves
 
-__all__ = ["Segments", "SegmentDone", "Stopped", "drive"]
+__all__ = ["Segments", "SegmentDone", "Stopped", "check_segments", "check_resume", "drive"]
 
 
 class Segments(NamedTuple):
@@ -88,14 +88,16 @@ class Stopped(Exception):
     self.iterations_done = iterations_done
 
 
-def check_segments(segments: Segments, total: int) -> None:
+def check_segments(segments: Segments, total: int, seeds: int) -> None:
   """Raises ValueError unless ``segments.blocks`` divides ``blocks_per_task``,
-  which divides the run's ``total`` blocks."""
+  which divides the run's ``total`` blocks, and ``segments.resume`` can
+  continue a run of ``seeds`` seeds (:func:`check_resume`)."""
   per_task = segments.blocks_per_task or total
   n = segments.blocks
   if per_task < 1 or total % per_task or n < 1 or per_task % n:
     raise ValueError(f"Segments(blocks={n}, blocks_per_task={per_task}): blocks must divide"
                      f" blocks_per_task, which must divide the run's {total} blocks.")
+  check_resume(segments.resume, seeds, n)
 
 
 def _concat(trees: list, axis: int = 0) -> Any:
@@ -115,8 +117,7 @@ class _Run:
       if not mode.resident:
         carries = [mode.carry_to_host(c, x) for c, x in enumerate(carries)]
     else:
-      host, old_records, self.done = resume
-      _check_resume(mode, host, old_records, self.done, blocks)
+      host, old_records, self.done = resume  # checked by check_resume
       self.records = [old_records] if self.done else []
       carries = [jax.tree.map(lambda a, s=s, k=k: np.asarray(a)[s:s + k], host)
                  for s, k in mode.chunks]
@@ -157,11 +158,15 @@ class _Run:
     return self.host_carry(), self.all_records(), self.done
 
 
-def _check_resume(mode: Mode, carry: Any, records: Any, done: int, blocks: int) -> None:
-  """Raises ValueError, with the reason, unless ``(carry, records, done)`` can
-  continue this run: a carry row per seed, records of ``done`` blocks, ``done``
-  a whole number of segments."""
-  seeds = sum(k for _, k in mode.chunks)
+def check_resume(resume: Any, seeds: int, blocks: int) -> None:
+  """Raises ValueError, with the reason, unless ``resume``, ``(carry, records,
+  done)``, can continue a run of ``seeds`` seeds in segments of ``blocks``
+  blocks: a carry row per seed, records of ``done`` blocks, ``done`` a whole
+  number of segments. Any mode, device count or chunk size made it: the
+  host carry has the same form in all."""
+  if resume is None:
+    return
+  carry, records, done = resume
   rows = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(carry)}
   if rows != {seeds}:
     raise ValueError(f"resume: the carry holds rows {sorted(rows, key=str)} per leaf; this run"
@@ -209,8 +214,8 @@ def drive(mode: Mode, segments: Segments, total: int,
       if report is not None:
         report(done * mode.passes)
       if segments.on_segment is not None and segments.on_segment(SegmentDone(
-          run.done, total, done, time.perf_counter() - t1, run.state)):
-        raise Stopped(run.done, total, done)
+          reported, total, done, time.perf_counter() - t1, run.state)):
+        raise Stopped(reported, total, done)
   carry = run.host_carry()
   curves = {**assemble_curves(*run.all_records()), "diverged_at": np.asarray(carry.diverged_at)}
   return curves, {"run_s": time.perf_counter() - t1, "segments": run.calls}

@@ -184,7 +184,7 @@ def train_seeds(
                      " run sharded.")
   segments = segments or Segments()
   total = parts.num_intervals // parts.intervals_per_task_eval
-  check_segments(segments, total)
+  check_segments(segments, total, num_seeds)
   runs = {"key_data": np.asarray(jax.random.key_data(keys)),
           "hyperparams": jax.tree.map(np.asarray, dict(hyperparams or {}))}
   t0 = time.perf_counter()

@@ -214,11 +214,9 @@ def run_benchmark(
     checkpoint_every_s: with ``out``, checkpoint at every task boundary, after
       every variant, on a stop, and at most this many seconds of training
       apart; None or 0: no checkpoints (a stopped variant then restarts).
-      Checkpoints are written by the scanned, vmapped run (the default for
-      MLPs); the other ways of running (the default for the convolutional
-      benchmark networks, :func:`ngm_jax.execution.default_execution`) stop
-      after the current evaluation, or the current seed's scan, and restart
-      the variant they stopped in.
+      Every way of running (``loop``, ``seed_axis``) checkpoints and resumes
+      mid-variant; a checkpoint holds every seed's carry whatever the mode,
+      so a run resumed on another number of devices continues from it.
     compile_cache: use the persistent compilation cache
       (:func:`ngm_jax.compile_cache.enable`: ``$NGM_JAX_COMPILE_CACHE``, else
       ``~/.cache/ngm-jax/jax``; ``NGM_JAX_COMPILE_CACHE=off`` turns it off),
@@ -382,9 +380,10 @@ def run_benchmark(
             step, host_carry_shape(part, keys, seed_hyperparams.get(label)))
         start_state = (carry, records, before["blocks_done"])
       saver = _Saver(label, n, total_blocks, blocks_per_task, total, num_seeds, stop,
-                     checkpoints if checkpoint_every_s else None, checkpoint_every_s, before)
+                     checkpoints if checkpoint_every_s else None, checkpoint_every_s, before,
+                     {"loop": loop, "seed_axis": seed_axis, "devices": int(mesh.size)})
       done_before = before.get("iterations_done", 0)
-      bar = tqdm(total=total * passes, unit="it", initial=done_before,
+      bar = tqdm(total=total * passes, unit="it", initial=done_before * passes,
                  desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
                  disable=not (show_progress and writer))
       try:
@@ -527,11 +526,12 @@ class _Saver:
   one; returns whether to stop."""
 
   def __init__(self, label, index, total_blocks, blocks_per_task, total, num_seeds, stop,
-               checkpoints, every_s, before):
+               checkpoints, every_s, before, execution=None):
     self.label, self.index = label, index
     self.total_blocks, self.blocks_per_task, self.total = total_blocks, blocks_per_task, total
     self.num_seeds, self.stop, self.checkpoints = num_seeds, stop, checkpoints
     self.every_s, self.before = every_s, before
+    self.execution = dict(execution or {})  # recorded in each checkpoint's meta
     self.last = time.perf_counter()
     self.saved_iterations = 0
     self.saved_at_stop = False
@@ -551,7 +551,7 @@ class _Saver:
            "total_iterations": self.total, "num_seeds": self.num_seeds,
            "finished": blocks == self.total_blocks,
            "run_s": self.before.get("run_s", 0.0) + done.run_s,
-           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")})
+           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), **self.execution})
       self.last = time.perf_counter()
       self.saved_iterations = blocks * per_block
       self.saved_at_stop = signum is not None

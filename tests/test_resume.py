@@ -4,8 +4,15 @@ uninterrupted program, bit for bit.
 Library level: the segmented driver (one segment per block, per two blocks,
 stopped and resumed) against the whole run as one scan from the initial
 carry, and against the single program with the initialisation inside (the
-form the sharded run compiled before it was segmented);
-``run_benchmark(..., resume=True)``. Command line, in
+form the sharded run compiled before it was segmented); every mode stopped
+and resumed mid-variant (one device here; one seed per device and the
+sharded vmap on 3 fake devices in a subprocess, resumed on another device
+count too); a checkpoint of one mode resumed by another, and of one chunk
+size by another; ``run_benchmark(..., resume=True)``, for the default and
+for the CPU ResNet's ``chunked``/``sequential``. Each resume test also fails
+if the checkpoint is ignored: it counts the segments run after the resume,
+and a perturbed carry must change every curve after the resume point (and
+none before). Command line, in
 subprocesses on a tiny IDX folder: SIGKILL mid-run then ``--resume``; SIGINT
 answered within seconds with exit code 130, a checkpoint and the command that
 continues; SIGTERM (143) during an ``--overwrite`` leaves the old run intact.
@@ -26,11 +33,11 @@ import pytest
 
 import ngm_jax
 from ngm_jax import results, runner, sharding
-from ngm_jax.checkpoint import RunStopped
+from ngm_jax.checkpoint import RunCheckpoints, RunStopped
 from ngm_jax.execution import Segments, Stopped, train_seeds
 from ngm_jax.sharding import run_mesh
 from ngm_jax.streams import split_mnist
-from ngm_jax.train import TrainConfig, _scanned, make_train_parts, seed_keys
+from ngm_jax.train import TrainConfig, _scanned, assemble_curves, make_train_parts, seed_keys
 from tests.conftest import fake_mnist, write_mnist_idx
 
 pytestmark = pytest.mark.slow  # subprocesses killed and resumed, segmented runs
@@ -137,6 +144,84 @@ def test_segments_stop_and_resume_give_the_one_programs_curves(stream, optimizer
   assert (curves["task1_loss"][:, done] != reference["task1_loss"][:, done]).all()
 
 
+def _assert_resumed_from(curves, reference, blocks, per_block=3):
+  """The curves continue the saved state: equal to ``reference`` for the
+  first ``blocks`` blocks (the saved records), different after (the carry
+  was perturbed)."""
+  for name in ("train_loss", "task1_loss", "task_loss"):
+    cut = blocks * (per_block if name != "task_loss" else 1)
+    np.testing.assert_array_equal(curves[name][:, :cut], reference[name][:, :cut], name)
+    assert not np.array_equal(curves[name][:, cut:], reference[name][:, cut:]), name
+
+
+def _stop_at(block, saved):
+  def on_segment(done):
+    if done.blocks_done >= block:
+      saved["state"] = done.state()
+      return True
+    return False
+  return on_segment
+
+
+MODES = [("scan", "vmap"), ("chunked", "sequential"), ("scan", "sequential"), ("scan", "map"),
+         ("chunked", "vmap"), ("chunked", "map")]
+
+
+@pytest.mark.parametrize("loop, seed_axis", MODES)
+def test_every_mode_stops_and_resumes_mid_variant_bit_for_bit(stream, loop, seed_axis):
+  parts = make_train_parts(stream, "adam", CONFIG, unroll=(loop == "chunked"))
+  keys = seed_keys(3)
+  run = lambda **kw: train_seeds(parts, keys, loop=loop, seed_axis=seed_axis, **kw)
+  reference, timing = run()
+  assert timing["segments"] == 10
+  two, timing = run(segments=Segments(blocks=2, blocks_per_task=2))  # 2 blocks a segment
+  _assert_same(two, reference)
+  assert timing["segments"] == 5
+  saved = {}
+  with pytest.raises(Stopped) as stopped:
+    run(segments=Segments(blocks_per_task=2, on_segment=_stop_at(4, saved)))
+  assert stopped.value.blocks_done == 4 and stopped.value.iterations_done == 12
+  carry, records, blocks = saved["state"]
+  assert blocks in (4, 5)  # the segment in flight is collected too
+  np.testing.assert_array_equal(carry.step, [3 * blocks] * 3)
+  curves, timing = run(segments=Segments(blocks_per_task=2, resume=saved["state"]))
+  _assert_same(curves, reference)
+  assert timing["segments"] == 10 - blocks  # only the rest ran
+  perturbed = carry._replace(params=jax.tree.map(lambda a: a * 1.5, carry.params))
+  curves, _ = run(segments=Segments(blocks_per_task=2, resume=(perturbed, records, blocks)))
+  _assert_resumed_from(curves, reference, blocks)
+
+
+def test_a_checkpoint_of_one_mode_resumes_in_another(stream):
+  # A chunked, sequential run's state continues as a scan, one seed at a time
+  # or mapped: the saved records kept, the rest those of the scan up to the
+  # order of the test losses' reductions (equal bits on 3 fake devices, not
+  # on this CPU as one device).
+  keys = seed_keys(3)
+  chunked = make_train_parts(stream, "ngm_sgd", CONFIG, unroll=True)
+  saved = {}
+  with pytest.raises(Stopped):
+    train_seeds(chunked, keys, loop="chunked", seed_axis="sequential",
+                segments=Segments(blocks_per_task=2, on_segment=_stop_at(3, saved)))
+  parts = make_train_parts(stream, "ngm_sgd", CONFIG)
+  reference, _ = train_seeds(parts, keys, loop="scan", seed_axis="sequential")
+  for seed_axis in ("sequential", "map"):
+    curves, timing = train_seeds(parts, keys, loop="scan", seed_axis=seed_axis,
+                                 segments=Segments(blocks_per_task=2, resume=saved["state"]))
+    _assert_close(curves, reference)
+    assert timing["segments"] == 10 - saved["state"][2]
+  carry, records, blocks = saved["state"]
+  before = assemble_curves(*records)
+  for name, value in before.items():
+    np.testing.assert_array_equal(curves[name][:, :value.shape[1]], value, err_msg=name)
+  with pytest.raises(ValueError, match="the carry holds rows \\[2\\].*3 seeds"):
+    train_seeds(parts, keys, seed_axis="map", segments=Segments(
+        resume=(jax.tree.map(lambda a: a[:2], carry), records, blocks)))
+  with pytest.raises(ValueError, match="not a multiple of Segments.blocks=2"):
+    train_seeds(parts, keys, segments=Segments(blocks=2, blocks_per_task=2,
+                                               resume=(carry, records, 3)))
+
+
 def test_seed_chunks_stop_and_resume_too(stream):
   parts = make_train_parts(stream, "ngm_sgd", CONFIG)
   keys = seed_keys(3)
@@ -154,18 +239,73 @@ def test_seed_chunks_stop_and_resume_too(stream):
                 segments=Segments(blocks_per_task=2, on_segment=stop_at_5))
   curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
                                segments=Segments(blocks_per_task=2, resume=saved["state"]))
-  assert timing["chunks"] == 3
-  assert timing["segments"] == 10 - saved["state"][2]  # continued, not retrained
+  assert timing["chunks"] == 3 and timing["segments"] == 10 - saved["state"][2]
+  chunked = curves
+  _assert_close(curves, reference)
+  # A checkpoint of three chunks resumes as one chunk, and one of one chunk
+  # as three (another chunk size); a perturbed carry changes what follows.
+  curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), segments=Segments(
+      blocks_per_task=2, resume=saved["state"]))
+  assert timing["chunks"] == 1 and timing["segments"] == 10 - saved["state"][2]
+  _assert_close(curves, reference)
+  with pytest.raises(Stopped):
+    train_seeds(parts, keys, mesh=run_mesh(1),
+                segments=Segments(blocks_per_task=2, on_segment=_stop_at(4, saved)))
+  curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
+                               segments=Segments(blocks_per_task=2, resume=saved["state"]))
+  assert timing["chunks"] == 3 and timing["segments"] == 10 - saved["state"][2]
+  _assert_close(curves, chunked)
+  carry, records, blocks = saved["state"]
+  perturbed = carry._replace(params=jax.tree.map(lambda a: a * 1.5, carry.params))
+  curves, _ = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1, segments=Segments(
+      blocks_per_task=2, resume=(perturbed, records, blocks)))
+  _assert_resumed_from(curves, reference, blocks)  # the records saved by the one chunk
+
+
+def _assert_close(curves, reference):
+  """Bitwise on the training records and accuracies; the test losses of one
+  seed per program and of three are reduced in another order (1e-5)."""
   for name in ("train_loss", "gain", "entropy", "task1_acc", "task_acc", "diverged_at"):
     np.testing.assert_array_equal(curves[name], reference[name], err_msg=name)
-  for name in ("task1_loss", "task_loss"):  # one seed per program: another reduction order
+  for name in ("task1_loss", "task_loss"):
     np.testing.assert_allclose(curves[name], reference[name], rtol=1e-5, err_msg=name)
 
 
-def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path, monkeypatch):
+def test_sharded_modes_resume_on_the_same_and_another_device_count(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=3")
+  proc = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "sharded_resume.py"),
+                         str(tmp_path / "r.npz"), str(tmp_path / "run")], cwd=ROOT, env=env,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        timeout=900, check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:]
+  saved = dict(np.load(tmp_path / "r.npz"))
+  case = lambda name: {k.split("/")[-1]: v for k, v in saved.items()
+                       if k.startswith(name + "/") and not k.split("/")[-1].startswith("_")}
+  for mode in ("scan:shard", "chunked:shard", "scan:vmap"):
+    reference, blocks = case(f"{mode}/ref"), int(saved[f"{mode}/_blocks"])
+    assert blocks in (4, 5) and int(saved[f"{mode}/ref/_segments"]) == 10
+    _assert_same(case(f"{mode}/same"), reference)
+    if mode.endswith("shard"):  # one seed's program per device, on 2 or 3 devices: same bits
+      _assert_same(case(f"{mode}/other"), reference)
+    else:  # 3 seeds on 1 device, not 2 on each of 2: the test losses' order differs
+      _assert_close(case(f"{mode}/other"), reference)
+    for resumed in ("same", "other", "perturbed"):
+      assert int(saved[f"{mode}/{resumed}/_segments"]) == 10 - blocks, (mode, resumed)
+    _assert_resumed_from(case(f"{mode}/perturbed"), reference, blocks)
+  # run_benchmark: stopped on 2 devices (2 rounds), resumed from its checkpoint on 3 (1 round).
+  assert int(saved["runner/_resumed_at"]) == int(saved["runner/_stopped_at"]) in (12, 15)
+  assert int(saved["runner/_rounds"]) == 1
+  _assert_same(case("runner/resumed"), case("runner/ref"))
+
+
+@pytest.mark.parametrize("execution", [{}, {"loop": "chunked", "seed_axis": "sequential"}])
+def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path, monkeypatch,
+                                                               execution):
+  # The default (scan, vmap) and the CPU ResNet's default (chunked, sequential).
   optimizers = ["ngm_sgd", "adam"]
   reference = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2,
-                                    show_progress=False)
+                                    show_progress=False, **execution)
   handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   saver = runner._Saver.__call__
 
@@ -178,7 +318,7 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
   out = tmp_path / "run"
   with pytest.raises(RunStopped) as stopped:
     ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
-                          show_progress=False)
+                          show_progress=False, **execution)
   monkeypatch.undo()
   e = stopped.value
   assert e.exit_code == 143 and e.variant == "adam" and e.checkpointed
@@ -193,7 +333,17 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
   with pytest.raises(ValueError, match="did not finish; pass resume=True"):
     ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out)
   with pytest.raises(ValueError, match="made with other arguments.*seeds"):
-    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=3, out=out, resume=True)
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=3, out=out, resume=True,
+                          **execution)
+  # Another mode is refused, with the reason (its checkpoint would resume, but
+  # not to the bits of the run begun).
+  other = {"loop": "scan", "seed_axis": "map"}
+  with pytest.raises(ValueError, match="made with other arguments.*seed_axis: saved"):
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out, resume=True,
+                          **other)
+  saved_meta = RunCheckpoints(out).latest()[1]
+  assert (saved_meta["loop"], saved_meta["seed_axis"], saved_meta["devices"]) == (
+      execution.get("loop", "scan"), execution.get("seed_axis", "vmap"), 1)
 
   # Resumed from a checkpoint whose weights were halved (in a copy of the
   # folder): adam's curves equal the reference up to the checkpoint, differ
@@ -208,7 +358,7 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
 
   monkeypatch.setattr(runner.RunCheckpoints, "restore", halved)
   changed = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=copy,
-                                  resume=True, show_progress=False).curves
+                                  resume=True, show_progress=False, **execution).curves
   monkeypatch.undo()
   _assert_same(changed["ngm_sgd"], reference.curves["ngm_sgd"])
   done = e.iteration
@@ -227,7 +377,7 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
 
   monkeypatch.setattr(runner._Saver, "__call__", count)
   result = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
-                                 resume=True, show_progress=False)
+                                 resume=True, show_progress=False, **execution)
   monkeypatch.undo()
   assert calls == [("adam", b) for b in range(done // 3 + 1, 11)]
   for label in optimizers:
