@@ -296,6 +296,7 @@ def test_sharded_modes_resume_on_the_same_and_another_device_count(tmp_path):
   # run_benchmark: stopped on 2 devices (2 rounds), resumed from its checkpoint on 3 (1 round).
   assert int(saved["runner/_resumed_at"]) == int(saved["runner/_stopped_at"]) in (12, 15)
   assert int(saved["runner/_rounds"]) == 1
+  assert saved["runner/_segments"].tolist() == [10 - int(saved["runner/_stopped_at"]) // 3]
   _assert_same(case("runner/resumed"), case("runner/ref"))
 
 

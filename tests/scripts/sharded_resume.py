@@ -12,7 +12,8 @@ devices (``ref``), the run resumed from a stop at block 4 on 2 devices
 for vmap), and resumed from a perturbed carry (``perturbed``); for
 ``run_benchmark`` with ``seed_axis="shard"``, the run stopped by SIGTERM on
 2 devices and resumed with ``devices=3`` from its orbax checkpoint
-(``runner/resumed``), against the uninterrupted one (``runner/ref``).
+(``runner/resumed``, ``runner/_segments`` the segments it ran), against the
+uninterrupted one (``runner/ref``).
 """
 
 import signal
@@ -98,6 +99,10 @@ except RunStopped as e:
   assert e.checkpointed, e
   saved["runner/_stopped_at"] = np.asarray(e.iteration)
 runner._Saver.__call__ = saver
+segments = []  # the segments each train_seeds call of the resumed run ran
+train = runner.train_seeds
+runner.train_seeds = lambda *a, **k: (lambda out: segments.append(out[1]["segments"]) or out)(
+    train(*a, **k))
 resumed = ngm_jax.run_benchmark(stream, ["ngm_sgd"], config, devices=3, out=run_dir,
                                 resume=True, **kw)
 saved.update({f"runner/ref/{k}": v for k, v in reference.curves["ngm_sgd"].items()})
@@ -105,5 +110,6 @@ saved.update({f"runner/resumed/{k}": v for k, v in resumed.curves["ngm_sgd"].ite
 timings = resumed.meta["timings"]["ngm_sgd"]
 saved["runner/_resumed_at"] = np.asarray(timings.get("resumed_at_iteration", -1))
 saved["runner/_rounds"] = np.asarray(timings["rounds"])
+saved["runner/_segments"] = np.asarray(segments)
 np.savez(out, **saved)
 print("saved", len(saved), flush=True)
