@@ -116,43 +116,38 @@ def train_seeds(
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Runs every seed of ``keys`` ``[S]``; returns curves ``[S, ...]`` and timings.
 
-  Every mode runs in segments (:class:`Segments`, one per-task-eval block
-  each by default) between which it can be checkpointed, stopped and
-  resumed; its curves are bit for bit those of its single program.
+  Every mode (:mod:`ngm_jax.modes`) runs in segments (:class:`Segments`, one
+  per-task-eval block each by default) between which :mod:`ngm_jax.driver`
+  reports progress and may checkpoint, stop and resume; the curves are bit
+  for bit those of the mode's single program.
 
   Args:
     parts: from :func:`make_train_parts` (with ``unroll=True`` for
       ``loop="chunked"`` on CPU convolutions).
     keys: one PRNG key per seed.
-    loop: ``"scan"``: a segment is one compiled program (``lax.scan`` over
-      its blocks). ``"chunked"``: one compiled eval interval (``eval_every``
-      steps and the Task-1 evaluation), called from Python; evaluation stays
-      compiled and data stay on the device.
+    loop: ``"scan"``: a segment is one compiled program (a loop over its
+      blocks). ``"chunked"``: one compiled eval interval (``eval_every`` steps
+      and the Task-1 evaluation) called from Python; data stay on the device.
     seed_axis: ``"vmap"``: seeds batched into every operation; ``"map"``:
-      seeds one after another inside the compiled program (``lax.map``);
-      ``"sequential"``: one seed's program, compiled once and called for each
-      seed in turn from Python (no seed axis in the compiled code at all);
-      ``"shard"``: one seed's program per device (``jax.shard_map``), in
-      rounds of ``mesh.size`` seeds.
-    progress: host callback with the iterations done so far (an int), after
-      every segment; with ``seed_axis="sequential"`` it counts the iterations
-      of every seed (up to ``S·T``), with ``"shard"`` those of every round (up
-      to ``ceil(S / devices)·T``).
+      one after another inside the program (``lax.map``); ``"sequential"``:
+      one seed's program called for each seed in turn (no seed axis in the
+      compiled code); ``"shard"``: one seed's program per device
+      (``jax.shard_map``), in rounds of ``mesh.size`` seeds.
+    progress: host callback with the iterations done (an int) after every
+      segment; with ``"sequential"`` it counts every seed's (up to ``S·T``),
+      with ``"shard"`` every round's (up to ``ceil(S / devices)·T``).
     hyperparams: ``{name: [S, ...]}``, per-seed values set by name in each
-      seed's initial optimizer state (``init``'s ``hyperparams``), e.g. the
-      gain schedule each seed of :func:`ngm_jax.gain.replayed_gain_sgd`
-      replays.
+      seed's initial optimizer state, e.g. the gain schedule each seed of
+      :func:`ngm_jax.gain.replayed_gain_sgd` replays.
     mesh: a ``("runs",)`` device mesh (:func:`ngm_jax.sharding.run_mesh`).
-      With ``loop="scan", seed_axis="vmap"`` (default: the first device): the
-      seeds are split over its devices, padded to a multiple of the device
-      count (padding dropped), the data replicated on each device; if the
-      segment for every seed would need more than ``memory_budget`` bytes per
-      device (default 80 % of the device's memory; from XLA's memory analysis
-      of the compiled program), the seeds run in chunks, halved until they
-      fit; the timings say how many. With ``seed_axis="shard"``: the devices
-      the seeds are spread over (default: every device). The other modes run
-      on one device.
-    segments: how the run is cut, resumed and stopped (:class:`Segments`).
+      With ``loop="scan", seed_axis="vmap"`` (default: the first device) the
+      seeds are split over its devices (padded to a multiple of the device
+      count, padding dropped), the data replicated; if the segment for every
+      seed would need more than ``memory_budget`` bytes per device (default
+      80 % of its memory, from XLA's memory analysis), the seeds run in
+      chunks, halved until they fit. With ``"shard"``: the devices the seeds
+      are spread over (default: every device). Other modes use one device.
+    segments: how the run is cut, stopped and resumed (:class:`Segments`).
 
   Raises:
     Stopped: ``segments.on_segment`` asked to stop.
@@ -161,12 +156,12 @@ def train_seeds(
 
   Returns:
     ``(curves, timings)``: the curves of :func:`make_train` with a leading
-    seed axis, as NumPy arrays (``diverged_at`` ``[S]``: each seed's first
-    iteration with a non-finite training loss or gain, -1 for none; the
-    other seeds run on unaffected); ``{"compile_s", "run_s", "segments"}``
-    (seconds compiling ahead of time, then running; the segments called),
-    with ``"chunks"``, ``"runs_per_chunk"``, ``"device_bytes"`` (scanned,
-    vmapped seeds) or ``"rounds"``, ``"device_bytes"`` (one per device).
+    seed axis, NumPy (``diverged_at`` ``[S]``: each seed's first iteration
+    with a non-finite training loss or gain, -1 for none);
+    ``{"compile_s", "run_s", "segments"}`` (seconds compiling ahead of time,
+    then running; segments called), with ``"chunks"``, ``"runs_per_chunk"``,
+    ``"device_bytes"`` (scanned, vmapped) or ``"rounds"``, ``"device_bytes"``
+    (shard).
   """
   if loop not in LOOPS:
     raise ValueError(f"loop={loop!r}; choose from {', '.join(LOOPS)}.")
