@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ngm_jax import benchmarks
+from ngm_jax.cli.args import comma_separated
 from ngm_jax.streams import subsample_test
 from ngm_jax.tuning import OBJECTIVES, tune
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--benchmark", required=True, choices=benchmarks.names())
   parser.add_argument("--data-dir", default=None)
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--methods", type=comma_separated(str, "--methods"), default=METHODS)
   parser.add_argument("--budget", type=int, default=6)
   parser.add_argument("--search-seeds", type=int, default=2)
   parser.add_argument("--seeds", type=int, default=5)
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "task_eval_every": args.task_eval_every, "eval_task1_limit": args.eval_task1_limit}
   config = dataclasses.replace(record.config,
                                **{k: v for k, v in overrides.items() if v is not None})
-  tune(stream, [m.strip() for m in args.methods.split(",") if m.strip()], config,
+  tune(stream, list(args.methods), config,
        budget=args.budget, search_seeds=args.search_seeds, num_seeds=args.seeds,
        objective=args.objective, search_config=search_schedule(config), out=args.out,
        resume=args.resume, overwrite=args.overwrite)

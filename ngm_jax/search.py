@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import optax
 
+from ngm_jax import checks
 from ngm_jax.optimizers import (EMA_DECAY, WARMUP_STEPS, Optimizer, make_optimizer,
                                 training_options)
 
@@ -96,8 +97,7 @@ def configurations(space: Mapping[str, Dimension], budget: int, seed: int = 0
     ValueError: an empty space or ``budget < 1``.
   """
   _check_space(space)
-  if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-    raise ValueError(f"budget={budget!r}: must be an integer >= 1 (configurations per method).")
+  checks.check_integer("budget", budget, 1)
   names = sorted(space)
   if len(names) == 1:
     u = np.linspace(0.0, 1.0, budget)[:, None] if budget > 1 else np.full((1, 1), 0.5)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from ngm_jax import benchmarks, results
+from ngm_jax import benchmarks, checks, results
 from ngm_jax.metrics import de_lange_metrics, task1_metrics
 from ngm_jax.placement import Placement, gain_mask
 from ngm_jax.runner import network, run_benchmark
@@ -58,12 +58,6 @@ OBJECTIVES = {"wc_acc_all": True, "wc_acc": True, "avg_acc": True, "avg_min_acc"
               "avg_sg": False, "final_acc": True}
 #: The first seed of the final runs: fresh seeds, never used by a search.
 FINAL_SEED_START = 1000
-
-
-def _check_int(what: str, value: Any, low: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-    raise ValueError(f"{what}={value!r}: must be an integer >= {low}.")
-  return int(value)
 
 
 def trial_metrics(curves: Mapping[str, np.ndarray], num_tasks: int, budget: int,
@@ -196,9 +190,10 @@ def tune(
   Raises:
     TypeError, ValueError: bad arguments, before anything is trained.
   """
-  budget = _check_int("budget", budget, 1)
-  search_seeds = _check_int("search_seeds", search_seeds, 1)
-  num_seeds = _check_int("num_seeds", num_seeds, 1)
+  for what, value in (("budget", budget), ("search_seeds", search_seeds),
+                      ("num_seeds", num_seeds)):
+    checks.check_integer(what, value, 1)
+  budget, search_seeds, num_seeds = int(budget), int(search_seeds), int(num_seeds)
   if objective not in OBJECTIVES:
     raise ValueError(f"objective={objective!r}; choose from {', '.join(OBJECTIVES)}.")
   if resume and overwrite:

@@ -11,11 +11,11 @@ carries no test row at all. :class:`ValidationSplit` is the record
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 
+from ngm_jax import checks
 from ngm_jax.streams import TaskStream
 
 __all__ = ["ValidationSplit", "validation_split"]
@@ -66,14 +66,13 @@ def validation_split(stream: TaskStream, fraction: float = 0.1, seed: int = 0
     not in it. ``split`` records what was held out.
 
   Raises:
+    TypeError: a fraction or seed that is not a number (an integer for the seed).
     ValueError: a fraction outside ``(0, 1)``, a negative seed, or a task too
       small to split.
   """
-  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
-      math.isfinite(fraction) and 0.0 < fraction < 1.0):
-    raise ValueError(f"validation fraction={fraction!r}: must be a number in (0, 1).")
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f"validation seed={seed!r}: must be an integer >= 0.")
+  checks.check_number("validation fraction", fraction, lambda v: 0.0 < v < 1.0,
+                      "a number in (0, 1)")
+  checks.check_integer("validation seed", seed, 0)
   rng = np.random.default_rng(int(seed))
   starts = np.concatenate([[0], stream.train_task_ends[:-1]]).astype(np.int64)
   ends = np.asarray(stream.train_task_ends, np.int64)

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-from ngm_jax import compile_cache
 from ngm_jax.checkpoint import RunStopped
 from ngm_jax.cli import report as report_command
 from ngm_jax.cli import run as run_command
@@ -75,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs ``ngm-jax`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser().parse_args(argv)
-  if hasattr(args, "no_compile_cache") and not args.no_compile_cache:
-    compile_cache.enable()  # before anything compiles
   resumable = getattr(args, "resume", None) is not None  # the command takes --resume
   try:
     code = COMMANDS[args.command].run(args)
