@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
@@ -50,8 +49,7 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # pylint: disable=g-import-not-at-top
-import numpy as np
+import numpy as np  # pylint: disable=g-import-not-at-top
 
 from experiments import configs
 from experiments.ablation_registry import (ABLATIONS, ablation_table, ablation_variants,
@@ -62,12 +60,13 @@ from ngm_jax.cli.args import comma_separated
 from ngm_jax.cli.experiment import load_experiment
 from ngm_jax.data import DataUnavailableError
 from ngm_jax.results import report
+from ngm_jax.run_record import protocol_record, run_record, variant_record
 from ngm_jax.runner import run_benchmark
 from ngm_jax.failures import failed_seeds_note, failed_seeds_of_run, run_test_sizes
 from ngm_jax.gain_analysis import TimeAveragedGain, gain_schedule, time_averaged_gain
 from ngm_jax.plots import COLOURS
 from ngm_jax.plots_ablation import plot_ablation
-from ngm_jax.train import curve_iterations, task1_eval_size
+from ngm_jax.train import curve_iterations
 
 #: Columns of the variants figure: {title: labels}.
 GROUPS = {
@@ -174,13 +173,14 @@ def run(args: argparse.Namespace) -> Path:
   train_config = dataclasses.replace(experiment.train, eval_task1_limit=limit)
   extra_meta = experiment.meta
   subset = extra_meta["test_subset_per_task"]
-  protocol = {
-      "benchmark": stream.name, "seeds": list(range(num_seeds)),
-      "task1_eval_size": task1_eval_size(stream, train_config),
-      "benchmark_options": extra_meta["benchmark_options"], "test_subset_per_task": subset,
-      "model": type(benchmarks.get(stream.name).model(stream.num_classes)).__name__,
-      "augment": augment is not None,
-  }
+  record = protocol_record(
+      stream, train_config, seeds=range(num_seeds), augment=augment is not None,
+      model=type(benchmarks.get(stream.name).model(stream.num_classes)).__name__)
+  # What a saved variant must share to be reused (experiments.saved_runs).
+  protocol = {**{k: record[k] for k in ("benchmark", "seeds", "task1_eval_size", "model",
+                                        "augment")},
+              "benchmark_options": extra_meta["benchmark_options"],
+              "test_subset_per_task": subset}
   iterations = curve_iterations(train_config, stream.num_tasks)
   k, i = stream.num_tasks, train_config.iterations_per_task
   print(f"{stream.name}: {num_seeds} seeds, {k} tasks x {i} iterations, Task-1 accuracy on"
@@ -245,31 +245,9 @@ def run(args: argparse.Namespace) -> Path:
 
   out.mkdir(parents=True, exist_ok=True)
   results.save_curves(out / "curves.npz", curves, iterations)
-  device = jax.devices()[0]
-  meta = {
-      "benchmark": stream.name,
-      "num_tasks": k,
-      "task_names": list(stream.task_names),
-      "train": dataclasses.asdict(train_config),
-      "optimizers": labels,
-      "variants": {l: {"optimizer": n, "train": dataclasses.asdict(c)}
-                   for l, (n, c) in variants.items()},
-      "seeds": protocol["seeds"],
-      "task1_eval_size": protocol["task1_eval_size"],
-      "task1_test_size": int(stream.test_task_ends[0]),
-      "test_sizes": stream.task_sizes("test").tolist(),
-      "train_size": int(stream.train_task_ends[-1]),
-      "num_classes": stream.num_classes,
-      "model": protocol["model"],
-      "augment": augment is not None,
-      **extra_meta,
-      "sources": sources_of,
-      "timings": timings,
-      "device": f"{device.platform}: {device.device_kind}",
-      "jax_version": jax.__version__,
-      "python": platform.python_version(),
-      "command": results.command_line(),
-  }
+  meta = run_record(record, {l: variant_record(n, c) for l, (n, c) in variants.items()},
+                    extra={**extra_meta, "sources": sources_of})
+  meta["timings"] = timings
   if "replayed_lr_sgd" in labels:
     meta["seed_hyperparams"] = {"replayed_lr_sgd": {"schedule": [num_seeds, k * i]}}
     meta["replayed_schedule"] = {

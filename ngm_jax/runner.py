@@ -18,30 +18,31 @@ run with ``resume=True``, and writes the report
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import platform
+import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
 from ngm_jax import benchmarks, results
-from ngm_jax.checkpoint import RunCheckpoints, RunStopped, StopRequest, checkpoint_step
+from ngm_jax.checkpoint import RunCheckpoints, RunStopped, StopRequest
 from ngm_jax.execution import (Segments, Stopped, host_carry_shape, resolve_execution,
                                train_seeds)
 from ngm_jax.optimizers import Optimizer, as_optimizer, has_gain
 from ngm_jax.placement import Placement, gain_mask, kernels
-from ngm_jax.sharding import describe_mesh, run_mesh
+from ngm_jax.resume import describe as describe_resume, plan as resume_plan
+from ngm_jax.run_record import protocol_record, run_record, variant_record
+from ngm_jax.segment_actions import PeerLost, SegmentActions, agree, peer_lost
+from ngm_jax.sharding import run_mesh
 from ngm_jax.memory import check_fits
 from ngm_jax.compile_cache import enable as enable_compile_cache
 from ngm_jax.sampling import Sampler
 from ngm_jax.streams import TaskStream
 from ngm_jax.train import (TrainConfig, curve_iterations, make_train_parts, seed_keys,
-                           task1_eval_size, train_data)
+                           train_data)
 
 __all__ = ["run_benchmark", "resolve_variants", "network"]
 
@@ -257,32 +258,85 @@ def run_benchmark(
   """
   if compile_cache:
     enable_compile_cache()
+  seeds = _seed_list(seeds, num_seeds)
+  config = _config_of(stream, config)
+  _check_options(checkpoint_every_s, resume, overwrite)
+  net, convolutional = network(stream, model, where, preprocess, augment)
+  variants = resolve_variants(optimizers, config, lambda p: gain_mask(p, net["where"]))
+  seed_hyperparams = _seed_hyperparams_of(seed_hyperparams, variants)
+  mesh = run_mesh(devices)
+  loop, seed_axis = resolve_execution(loop, seed_axis, convolutional, devices=mesh.size)
+  writer = jax.process_index() == 0
+  out = Path(out) if out is not None else None
+  work = _work_folder(out, overwrite, resume, writer)
+  check_fits(stream)
+
+  data = train_data(stream)
+  keys = seed_keys(seeds)
+  parts = {label: make_train_parts(stream, spec, variant_config, **net, sampler=sampler,
+                                   data=data, unroll=(loop == "chunked"))
+           for label, (spec, variant_config, _) in variants.items()}
+  record = _record(stream, config, variants, parts, net, data, keys, seeds, seed_hyperparams,
+                   {"loop": loop, "seed_axis": seed_axis}, mesh, extra_meta)
+  start = resume_plan(work, record, resume=resume, checkpoint=bool(checkpoint_every_s))
+  if resume and writer:
+    print(describe_resume(start, out, work, stream.num_tasks * config.iterations_per_task),
+          flush=True)
+  meta, curves = start.meta, dict(start.curves)
+  if work is not None and writer:
+    results.write_json(work / "run.json", meta)
+  run = _Run(stream, config, keys, mesh, loop, seed_axis, work, writer, show_progress,
+             start.checkpoints if checkpoint_every_s else None, checkpoint_every_s)
+  wall_start = time.perf_counter()
+  with StopRequest(announce=writer) if work is not None else contextlib.nullcontext(
+      _NO_STOP) as stop:
+    for n, (label, part) in enumerate(parts.items(), 1):
+      if label in curves:
+        continue
+      if agree(stop.signum, False, work).signum is not None:
+        raise RunStopped(agree(stop.signum, False, work).signum, work)
+      pending = start.pending if start.pending and start.pending[1]["variant"] == label else None
+      curves[label], meta["timings"][label] = _train_variant(
+          run, label, n, len(parts), part, seed_hyperparams.get(label), stop, pending,
+          start.checkpoints)
+      if work is not None and writer:
+        results.save_result(results.Result(curves, _iterations(stream, config), meta), work)
+        results.append_log(work, {"optimizer": label, **meta["timings"][label]})
+  meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
+  result = results.Result({label: curves[label] for label in variants},
+                          _iterations(stream, config), meta)
+  _finish(result, out, work, writer, start.checkpoints)
+  return result
+
+
+# The steps of run_benchmark, in the order it takes them.
+
+def _seed_list(seeds: Sequence[int] | None, num_seeds: int) -> list[int]:
+  """The seeds to run: ``seeds`` as given, else ``0..num_seeds-1`` (checked)."""
   if seeds is not None:
     seeds = list(seeds)
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))
            or s < 0]
     if not seeds or bad:
       raise ValueError(f"seeds={seeds!r}: must be a non-empty list of integers >= 0.")
-    num_seeds = len(seeds)
+    return [int(s) for s in seeds]
   if isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
     raise ValueError(f"num_seeds={num_seeds!r}: must be an integer >= 1.")
+  return list(range(int(num_seeds)))
+
+
+def _config_of(stream: TaskStream, config: TrainConfig | None) -> TrainConfig:
+  """``config``, or the registered benchmark's."""
   if config is None:
     if stream.name not in benchmarks.BENCHMARKS:
       raise ValueError(f"stream {stream.name!r} is not a registered benchmark; pass config=.")
     config = benchmarks.get(stream.name).config
   if not isinstance(config, TrainConfig):
     raise TypeError(f"config={config!r}: expected an ngm_jax.TrainConfig.")
-  net, convolutional = network(stream, model, where, preprocess, augment)
-  mask = lambda params: gain_mask(params, net["where"])
-  variants = resolve_variants(optimizers, config, mask)
-  seed_hyperparams = dict(seed_hyperparams or {})
-  unknown = sorted(set(seed_hyperparams) - set(variants))
-  if unknown:
-    raise ValueError(f"seed_hyperparams for {', '.join(unknown)}: not among the variants"
-                     f" ({', '.join(variants)}).")
-  mesh = run_mesh(devices)
-  loop, seed_axis = resolve_execution(loop, seed_axis, convolutional, devices=mesh.size)
-  writer = jax.process_index() == 0
+  return config
+
+
+def _check_options(checkpoint_every_s: float | None, resume: bool, overwrite: bool) -> None:
   if checkpoint_every_s is not None and (isinstance(checkpoint_every_s, bool)
                                          or not np.isfinite(checkpoint_every_s)
                                          or checkpoint_every_s < 0):
@@ -291,268 +345,150 @@ def run_benchmark(
   if resume and overwrite:
     raise ValueError("resume=True and overwrite=True: choose one (resume continues the run"
                      " in out, overwrite replaces it).")
-  work = None
-  if out is not None:
-    out = Path(out)
-    work = (results.prepare_out(out, overwrite, resume) if writer
-            else results.work_folder(out, overwrite, resume))
-  check_fits(stream)
 
-  data = train_data(stream)
-  num_seeds = int(num_seeds)
-  seeds = [int(s) for s in seeds] if seeds is not None else list(range(num_seeds))
-  keys = seed_keys(seeds)
-  total = stream.num_tasks * config.iterations_per_task
-  parts = {label: make_train_parts(
-      stream, spec, variant_config, **net, sampler=sampler, data=data,
-      unroll=(loop == "chunked"))
-           for label, (spec, variant_config, _) in variants.items()}
+
+def _seed_hyperparams_of(seed_hyperparams: Mapping[str, Any] | None,
+                         variants: Mapping[str, Any]) -> dict[str, Any]:
+  seed_hyperparams = dict(seed_hyperparams or {})
+  unknown = sorted(set(seed_hyperparams) - set(variants))
+  if unknown:
+    raise ValueError(f"seed_hyperparams for {', '.join(unknown)}: not among the variants"
+                     f" ({', '.join(variants)}).")
+  return seed_hyperparams
+
+
+def _work_folder(out: Path | None, overwrite: bool, resume: bool, writer: bool) -> Path | None:
+  """The folder the run writes (``out``, or ``<out>.partial`` for an
+  overwrite); process 0 prepares it, the others only name it."""
+  if out is None:
+    return None
+  return (results.prepare_out(out, overwrite, resume) if writer
+          else results.work_folder(out, overwrite, resume))
+
+
+def _record(stream, config, variants, parts, net, data, keys, seeds, seed_hyperparams,
+            execution, mesh, extra_meta) -> dict[str, Any]:
+  """This run's ``run.json`` record (:mod:`ngm_jax.run_record`)."""
   first = next(iter(parts.values()))
   params_shape = jax.eval_shape(lambda k: first.init(k, data).params, keys[0])
-  device = jax.devices()[0]
-  meta = {
-      "benchmark": stream.name,
-      "kind": (benchmarks.get(stream.name).kind if stream.name in benchmarks.BENCHMARKS
-               else None),
-      "num_tasks": stream.num_tasks,
-      "task_names": list(stream.task_names),
-      "train": dataclasses.asdict(config),
-      "optimizers": list(variants),
-      "variants": {
-          label: {"optimizer": description,
-                  "train": dataclasses.asdict(variant_config),
-                  "has_gain": has_gain(spec.tx, params_shape),
-                  "reset_at_task_boundaries": spec.reset_at_task_boundaries,
-                  "reparameterise": spec.reparameterise}
-          for label, (spec, variant_config, description) in variants.items()},
-      "seeds": seeds,
-      "seed_hyperparams": {label: {name: list(np.shape(v)) for name, v in hp.items()}
-                           for label, hp in seed_hyperparams.items()},
-      "task1_eval_size": task1_eval_size(stream, config),
-      "task1_test_size": int(stream.test_task_ends[0]),
-      "test_sizes": stream.task_sizes("test").tolist(),
-      "train_size": int(stream.train_task_ends[-1]),
-      "num_classes": stream.num_classes,
-      "model": first.model.name,
-      "model_kind": first.model.kind,
-      "gain_placement": getattr(net["where"], "__name__", repr(net["where"])),
-      "augment": net["augment"] is not None,
-      "loop": loop,
-      "seed_axis": seed_axis,
-      "device": f"{device.platform}: {device.device_kind}",
-      "mesh": describe_mesh(mesh),
-      "jax_version": jax.__version__,
-      "python": platform.python_version(),
-      "command": results.command_line(),
-      **(extra_meta or {}),
-      "timings": {},
-  }
-  iterations = curve_iterations(config, stream.num_tasks)
-  blocks_per_task = config.iterations_per_task // config.task_eval_every
-  total_blocks = stream.num_tasks * blocks_per_task
-  curves: dict[str, dict[str, np.ndarray]] = {}
-  checkpoints = pending = None
-  if work is not None:
-    previous = _previous_run(work, meta) if resume else None
-    if previous is not None:
-      curves, pending, meta = previous
-    if (checkpoint_every_s or resume) and any(label not in curves for label in variants):
-      checkpoints = RunCheckpoints(work)
-      if previous is not None and pending is None:
-        pending = _pending_checkpoint(checkpoints, list(variants), curves)
-    if resume and writer:
-      _print_resume(out, work, previous, pending, list(variants), total)
-    if writer:
-      results.write_json(work / "run.json", meta)
-  wall_start = time.perf_counter()
-  with StopRequest(announce=writer) if work is not None else _NoStop() as stop:
-    for n, (label, part) in enumerate(parts.items(), 1):
-      if label in curves:
-        continue
-      if _agreed_signal(stop) is not None:
-        raise RunStopped(_agreed_signal(stop), work)
-      # Seeds one after another (sequential), or in rounds of one per device (shard).
-      passes = {"sequential": num_seeds, "shard": -(-num_seeds // mesh.size)}.get(seed_axis, 1)
-      start_state, before = None, {}
-      if pending is not None and pending[1]["variant"] == label:
-        step, before = pending
-        carry, records = checkpoints.restore(
-            step, host_carry_shape(part, keys, seed_hyperparams.get(label)))
-        start_state = (carry, records, before["blocks_done"])
-      saver = _Saver(label, n, total_blocks, blocks_per_task, total, num_seeds, stop,
-                     checkpoints if checkpoint_every_s else None, checkpoint_every_s, before,
-                     {"loop": loop, "seed_axis": seed_axis, "devices": int(mesh.size)})
-      done_before = before.get("iterations_done", 0)
-      bar = tqdm(total=total * passes, unit="it", initial=done_before * passes,
-                 desc=f"[{n}/{len(parts)}] {label} x{num_seeds} seeds",
-                 disable=not (show_progress and writer))
-      try:
-        curves[label], timing = train_seeds(
-            part, keys, loop=loop, seed_axis=seed_axis,
-            progress=lambda done: bar.update(max(0, done - bar.n)),
-            hyperparams=seed_hyperparams.get(label), mesh=mesh,
-            segments=Segments(blocks_per_task=blocks_per_task, resume=start_state,
-                              on_segment=saver))
-      except Stopped as e:
-        bar.close()
-        at = saver.saved_iterations if saver.saved_at_stop else e.iterations_done
-        raise RunStopped(_agreed_signal(stop), work, label, at, total,
-                         checkpointed=saver.saved_at_stop) from None
-      bar.close()
-      run_s = timing["run_s"] + before.get("run_s", 0.0)  # the sessions' training together
-      meta["timings"][label] = {"compile_s": round(timing["compile_s"], 2),
-                                "run_s": round(run_s, 2),
-                                "iterations_per_s": round(total / run_s, 2),
-                                **{k: timing[k] for k in ("chunks", "runs_per_chunk", "rounds",
-                                                          "device_bytes") if k in timing}}
-      if before:
-        meta["timings"][label]["resumed_at_iteration"] = before["iterations_done"]
-      if work is not None and writer:
-        results.save_result(results.Result(curves, iterations, meta), work)
-        results.append_log(work, {"optimizer": label, **meta["timings"][label]})
-      if show_progress and writer:
-        t = meta["timings"][label]
-        print(f"  {label}: compile {t['compile_s']} s, run {t['run_s']} s"
-              f" ({num_seeds} seeds x {total} iterations)", flush=True)
-  meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
-  curves = {label: curves[label] for label in variants}
-  result = results.Result(curves, iterations, meta)
-  if work is not None:
-    if writer:
-      results.save_result(result, work)
-      results.write_report(result, work)
-    if checkpoints is not None:
-      checkpoints.remove()
-    if writer:
-      results.finish_out(work, out)
-  return result
+  registered = stream.name in benchmarks.BENCHMARKS
+  protocol = protocol_record(
+      stream, config, seeds=seeds, model=first.model.name, augment=net["augment"] is not None,
+      kind=benchmarks.get(stream.name).kind if registered else None,
+      model_kind=first.model.kind,
+      gain_placement=getattr(net["where"], "__name__", repr(net["where"])))
+  protocol.setdefault("kind", None)  # recorded as null for a user's stream
+  protocol["seed_hyperparams"] = {label: {name: list(np.shape(v)) for name, v in hp.items()}
+                                  for label, hp in seed_hyperparams.items()}
+  entries = {label: variant_record(description, variant_config,
+                                   has_gain=has_gain(spec.tx, params_shape),
+                                   reset_at_task_boundaries=spec.reset_at_task_boundaries,
+                                   reparameterise=spec.reparameterise)
+             for label, (spec, variant_config, description) in variants.items()}
+  return run_record(protocol, entries, execution=execution, mesh=mesh, extra=extra_meta)
 
 
-#: What must agree between a run and the command that resumes it (run.json).
-_SAME_RUN = ("benchmark", "kind", "num_tasks", "task_names", "train", "optimizers", "variants",
-             "seeds", "seed_hyperparams", "task1_eval_size", "task1_test_size", "test_sizes",
-             "train_size", "num_classes", "model", "model_kind", "gain_placement", "augment",
-             "loop", "seed_axis", "benchmark_options", "test_subset_per_task",
-             "test_subset_seed", "test_sizes_full")
+def _iterations(stream: TaskStream, config: TrainConfig) -> dict[str, np.ndarray]:
+  return curve_iterations(config, stream.num_tasks)
 
 
-def _previous_run(work: Path, meta: dict[str, Any]):
-  """``(finished curves, pending checkpoint or None, meta)`` of the run saved in
-  ``work``, or None if nothing is saved there.
+class _Run(NamedTuple):
+  """What every variant of a run shares."""
+  stream: TaskStream
+  config: TrainConfig
+  keys: Any
+  mesh: Any
+  loop: str
+  seed_axis: str
+  work: Path | None
+  writer: bool
+  show_progress: bool
+  checkpoints: RunCheckpoints | None
+  checkpoint_every_s: float | None
+
+  @property
+  def total(self) -> int:
+    return self.stream.num_tasks * self.config.iterations_per_task
+
+  @property
+  def blocks_per_task(self) -> int:
+    return self.config.iterations_per_task // self.config.task_eval_every
+
+
+def _train_variant(run: _Run, label: str, n: int, count: int, part: Any, hyperparams: Any,
+                   stop: Any, pending: tuple[int, dict] | None,
+                   checkpoints: RunCheckpoints | None) -> tuple[dict, dict]:
+  """One variant, every seed, from the start or its checkpoint: its curves
+  and its ``timings`` entry.
 
   Raises:
-    ValueError: the saved run was made with other arguments (named), or its
-      files are damaged.
+    RunStopped: a signal stopped it (after a checkpoint when there is one).
   """
-  if not (work / "run.json").exists():
-    return None
-  old = results.read_json_record(work / "run.json")
-  as_json = lambda value: json.loads(json.dumps(value))  # tuples -> lists, as run.json has them
-  differ = [k for k in _SAME_RUN if as_json(old.get(k)) != as_json(meta.get(k))]
-  if differ:
-    details = "; ".join(f"{k}: saved {old.get(k)!r}, now {meta.get(k)!r}" for k in differ[:3])
-    raise ValueError(f"resume: the run in {work} was made with other arguments ({details}"
-                     f"{'; ...' if len(differ) > 3 else ''}). Resume it with the command it was"
-                     " started with, or start a new run (another out, or overwrite).")
-  finished = {}
-  if (work / "curves.npz").exists():
-    saved, _ = results.load_curves(work / "curves.npz")
-    finished = {label: saved[label] for label in meta["optimizers"] if label in saved}
-  meta = {**meta, "command": old.get("command", meta["command"]),
-          "resumed": list(old.get("resumed", [])) + [results.command_line()],
-          "timings": {label: t for label, t in old.get("timings", {}).items()
-                      if label in finished}}
-  return finished, None, meta
-
-
-def _pending_checkpoint(checkpoints: RunCheckpoints, labels: list[str],
-                        finished: dict[str, Any]):
-  """``(step, meta)`` of the latest checkpoint if it is of a variant not
-  finished, else None."""
-  latest = checkpoints.latest()
-  if latest is None:
-    return None
-  step, ckpt = latest
-  if ckpt.get("variant") not in labels or ckpt["variant"] in finished:
-    return None
-  return step, ckpt
-
-
-def _print_resume(out: Path, work: Path, previous, pending, labels: list[str],
-                  total: int) -> None:
-  if previous is None:
-    print(f"Resume: nothing saved in {work}; starting a new run.", flush=True)
-    return
-  finished = [label for label in labels if label in previous[0]]
-  parts = []
-  if finished:
-    parts.append(f"finished {', '.join(finished)} (curves.npz, not trained again)")
+  num_seeds, total = len(run.keys), run.total
+  total_blocks = run.stream.num_tasks * run.blocks_per_task
+  start_state, before = None, {}
   if pending is not None:
-    step, ckpt = pending
-    parts.append(f"{ckpt['variant']} from iteration {ckpt['iterations_done']} of {total}"
-                 f" (checkpoint {work / 'checkpoints' / str(step)})")
-  rest = [label for label in labels
-          if label not in finished and (pending is None or label != pending[1]["variant"])]
-  if rest:
-    parts.append(f"{', '.join(rest)} from the start")
-  where = f"{work} (an unfinished --overwrite of {out})" if work != out else f"{work}"
-  print(f"Resuming {where}: " + "; ".join(parts) + ".", flush=True)
+    step, before = pending
+    carry, records = checkpoints.restore(step, host_carry_shape(part, run.keys, hyperparams))
+    start_state = (carry, records, before["blocks_done"])
+  actions = SegmentActions(
+      label, n, total_blocks=total_blocks, blocks_per_task=run.blocks_per_task, total=total,
+      num_seeds=num_seeds, stop=stop, checkpoints=run.checkpoints,
+      every_s=run.checkpoint_every_s, before=before, folder=run.work,
+      execution={"loop": run.loop, "seed_axis": run.seed_axis, "devices": int(run.mesh.size)})
+  # Seeds one after another (sequential), or in rounds of one per device (shard).
+  passes = {"sequential": num_seeds, "shard": -(-num_seeds // run.mesh.size)}.get(
+      run.seed_axis, 1)
+  bar = tqdm(total=total * passes, unit="it", initial=before.get("iterations_done", 0) * passes,
+             desc=f"[{n}/{count}] {label} x{num_seeds} seeds",
+             disable=not (run.show_progress and run.writer))
+  try:
+    curves, timing = train_seeds(
+        part, run.keys, loop=run.loop, seed_axis=run.seed_axis,
+        progress=lambda done: bar.update(max(0, done - bar.n)), hyperparams=hyperparams,
+        mesh=run.mesh, segments=Segments(blocks_per_task=run.blocks_per_task,
+                                         resume=start_state, on_segment=actions))
+  except Stopped as e:
+    at = actions.saved_iterations if actions.saved_at_stop else e.iterations_done
+    raise RunStopped(agree(stop.signum, False, run.work).signum, run.work, label, at, total,
+                     checkpointed=actions.saved_at_stop) from None
+  except Exception as e:  # pylint: disable=broad-except
+    if peer_lost(e):  # a gather of the records, a save: another process is gone
+      raise PeerLost(run.work, e) from None
+    raise
+  finally:
+    bar.close()
+  run_s = timing["run_s"] + before.get("run_s", 0.0)  # the sessions' training together
+  timings = {"compile_s": round(timing["compile_s"], 2), "run_s": round(run_s, 2),
+             "iterations_per_s": round(total / run_s, 2),
+             **{k: timing[k] for k in ("chunks", "runs_per_chunk", "rounds", "device_bytes")
+                if k in timing}}
+  if before:
+    timings["resumed_at_iteration"] = before["iterations_done"]
+  if run.show_progress and run.writer:
+    print(f"  {label}: compile {timings['compile_s']} s, run {timings['run_s']} s"
+          f" ({num_seeds} seeds x {total} iterations)", flush=True)
+  return curves, timings
 
 
-class _NoStop:
-  """No signal handling (a run without ``out``: there is nothing to save)."""
-  signum = None
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return None
-
-
-def _agreed_signal(stop) -> int | None:
-  """The stop signal, the same on every process (one process's signal stops all)."""
-  if jax.process_count() == 1:
-    return stop.signum
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  mine = np.int32(stop.signum or 0)
-  agreed = int(np.max(multihost_utils.process_allgather(mine)))
-  return agreed or None
+def _finish(result: results.Result, out: Path | None, work: Path | None, writer: bool,
+            checkpoints: RunCheckpoints | None) -> None:
+  """The finished run's files: curves, report, checkpoints removed, and the
+  work folder in ``out``'s place."""
+  if work is None:
+    return
+  if writer:
+    results.save_result(result, work)
+    results.write_report(result, work)
+  if checkpoints is not None:
+    checkpoints.remove()
+  if writer:
+    results.finish_out(work, out)
 
 
-class _Saver:
-  """``Segments.on_segment`` of a variant: checkpoints at task boundaries, at
-  the end, on a stop, and when ``every_s`` seconds have passed since the last
-  one; returns whether to stop."""
+class _NoStopRequest(NamedTuple):
+  """A run without ``out`` has nothing to save: no signal handling."""
+  signum: None = None
 
-  def __init__(self, label, index, total_blocks, blocks_per_task, total, num_seeds, stop,
-               checkpoints, every_s, before, execution=None):
-    self.label, self.index = label, index
-    self.total_blocks, self.blocks_per_task, self.total = total_blocks, blocks_per_task, total
-    self.num_seeds, self.stop, self.checkpoints = num_seeds, stop, checkpoints
-    self.every_s, self.before = every_s, before
-    self.execution = dict(execution or {})  # recorded in each checkpoint's meta
-    self.last = time.perf_counter()
-    self.saved_iterations = 0
-    self.saved_at_stop = False
 
-  def __call__(self, done) -> bool:
-    signum = _agreed_signal(self.stop)
-    now = time.perf_counter()
-    boundary = done.blocks_done % self.blocks_per_task == 0  # the last one: the variant's end
-    due = signum is not None or boundary or (self.every_s and now - self.last >= self.every_s)
-    if self.checkpoints is not None and done.state is not None and due:
-      carry, records, blocks = done.state()
-      per_block = self.total // self.total_blocks
-      self.checkpoints.save(
-          checkpoint_step(self.index, blocks, self.total_blocks), carry, records,
-          {"variant": self.label, "variant_index": self.index, "blocks_done": blocks,
-           "total_blocks": self.total_blocks, "iterations_done": blocks * per_block,
-           "total_iterations": self.total, "num_seeds": self.num_seeds,
-           "finished": blocks == self.total_blocks,
-           "run_s": self.before.get("run_s", 0.0) + done.run_s,
-           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), **self.execution})
-      self.last = time.perf_counter()
-      self.saved_iterations = blocks * per_block
-      self.saved_at_stop = signum is not None
-    return signum is not None
+_NO_STOP = _NoStopRequest()

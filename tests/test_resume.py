@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 import ngm_jax
-from ngm_jax import results, runner, sharding
+from ngm_jax import results, runner, segment_actions, sharding
 from ngm_jax.checkpoint import RunCheckpoints, RunStopped
 from ngm_jax.execution import Segments, Stopped, train_seeds
 from ngm_jax.sharding import run_mesh
@@ -308,14 +308,14 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
   reference = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2,
                                     show_progress=False, **execution)
   handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-  saver = runner._Saver.__call__
+  saver = segment_actions.SegmentActions.__call__
 
   def signal_in_adam(self, done):  # SIGTERM while adam trains (block 3 of 10)
     if self.label == "adam" and done.blocks_done == 3:
       signal.raise_signal(signal.SIGTERM)
     return saver(self, done)
 
-  monkeypatch.setattr(runner._Saver, "__call__", signal_in_adam)
+  monkeypatch.setattr(segment_actions.SegmentActions, "__call__", signal_in_adam)
   out = tmp_path / "run"
   with pytest.raises(RunStopped) as stopped:
     ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
@@ -376,7 +376,7 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
     calls.append((self.label, done.blocks_done))
     return saver(self, done)
 
-  monkeypatch.setattr(runner._Saver, "__call__", count)
+  monkeypatch.setattr(segment_actions.SegmentActions, "__call__", count)
   result = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
                                  resume=True, show_progress=False, **execution)
   monkeypatch.undo()

@@ -28,6 +28,7 @@ from ngm_jax.cli import report as report_command
 from ngm_jax.cli import run as run_command
 from ngm_jax.cli import tune as tune_command
 from ngm_jax.data import DataUnavailableError
+from ngm_jax.segment_actions import PeerLost, peer_lost
 
 __all__ = ["COMMANDS", "parser", "main", "resume_command"]
 
@@ -78,14 +79,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     code = COMMANDS[args.command].run(args)
   except (ValueError, TypeError, DataUnavailableError) as e:
+    if peer_lost(e):  # JaxRuntimeError is a ValueError
+      return _peer_lost(e, args, argv)
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except RunStopped as e:
+  except (RunStopped, PeerLost) as e:
     print(f"Stopped: {e}.\nContinue with:\n  {resume_command(argv)}", file=sys.stderr,
           flush=True)
     return e.exit_code
+  except Exception as e:  # pylint: disable=broad-except
+    if not peer_lost(e):
+      raise
+    return _peer_lost(e, args, argv)
   except KeyboardInterrupt:  # before training began, or a second Ctrl-C
     print("Interrupted." + (f" Continue with:\n  {resume_command(argv)}" if resumable else ""),
           file=sys.stderr, flush=True)
     return 130
   return code or 0
+
+
+def _peer_lost(error: BaseException, args: argparse.Namespace, argv: Sequence[str]) -> int:
+  """A collective that lost its peer outside training (setup, the last save):
+  the message :class:`~ngm_jax.segment_actions.PeerLost` gives in training."""
+  stopped = PeerLost(getattr(args, "out", None), error)
+  print(f"Stopped: {stopped}.\nContinue with:\n  {resume_command(argv)}", file=sys.stderr,
+        flush=True)
+  return stopped.exit_code

@@ -14,13 +14,13 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from ngm_jax import benchmarks, checks
 from ngm_jax.transforms import INTERPOLATIONS
 
 __all__ = ["comma_separated", "flag_type", "count_type", "name_type", "seconds_type",
-           "TRAIN_FLAGS", "option_flags", "flag_of", "as_flags", "add_experiment_flags",
+           "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "as_flags", "add_experiment_flags",
            "check_out"]
 
 
@@ -163,6 +163,31 @@ def option_flags() -> dict[str, tuple[str, Callable[[str], Any]]]:
   command line knows nothing more of reads an integer or a word."""
   options = dict.fromkeys(o for record in benchmarks.BENCHMARKS.values() for o in record.options)
   return {o: _OPTION_FLAGS.get(o, (flag_of(o), _option_value)) for o in options}
+
+
+# run.json's keys (ngm_jax.run_record) set by a flag of their own.
+_RECORD_FLAGS = {"benchmark": "--benchmark", "seeds": "--seeds", "optimizers": "--optimizers",
+                 "augment": "--augment", "loop": "--loop", "seed_axis": "--seed-axis",
+                 "test_subset_per_task": "--test-subset", "task1_eval_size": "--eval-task1-limit",
+                 "num_tasks": "--num-tasks"}
+
+
+def flag_of_record(path: Sequence[str]) -> str | None:
+  """The flag that sets a ``run.json`` setting, for a refused ``--resume``
+  (:meth:`ngm_jax.run_record.ResumeMismatch.told`): ``("train", "eta")`` →
+  ``--eta``, a variant's ``("variants", "ngm_sgd", "train", "eta")`` →
+  ``--eta (ngm_sgd)``, ``("benchmark_options", "num_tasks")`` →
+  ``--num-tasks``; None for a setting no flag sets."""
+  path = tuple(path)
+  if len(path) == 2 and path[0] == "train" and path[1] in TRAIN_FLAGS:
+    return flag_of(path[1])
+  if len(path) == 4 and path[0] == "variants" and path[2] == "train" and path[3] in TRAIN_FLAGS:
+    return f"{flag_of(path[3])} ({path[1]})"
+  if len(path) >= 2 and path[0] == "variants":
+    return f"--optimizers ({path[1]})"
+  if len(path) == 2 and path[0] == "benchmark_options":
+    return option_flags().get(path[1], (flag_of(path[1]),))[0]
+  return _RECORD_FLAGS.get(path[0]) if len(path) == 1 else None
 
 
 def as_flags(error: checks.ParameterError | checks.ParameterTypeError,

@@ -16,7 +16,11 @@ import os
 
 import jax
 
-__all__ = ["add_distributed_flags", "initialize"]
+__all__ = ["add_distributed_flags", "initialize", "PEER_TIMEOUT_S"]
+
+#: Seconds without a heartbeat after which a peer is taken for dead
+#: (``jax.distributed.initialize``'s ``heartbeat_timeout_seconds``).
+PEER_TIMEOUT_S = 20
 
 # Environment variables by which jax.distributed's cluster detection
 # recognises a multi-process job.
@@ -33,6 +37,10 @@ def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
                       help="several processes: how many (with --coordinator)")
   parser.add_argument("--process-id", type=int, default=None, metavar="I",
                       help="several processes: this one's index, 0..N-1 (with --coordinator)")
+  parser.add_argument("--peer-timeout-s", type=int, default=PEER_TIMEOUT_S, metavar="S",
+                      help="several processes: a process not heard from for S seconds is taken"
+                           " for dead and the others stop, with the resume command"
+                           f" (default {PEER_TIMEOUT_S}; JAX's own default is 100)")
 
 
 def check(args: argparse.Namespace) -> None:
@@ -49,6 +57,8 @@ def check(args: argparse.Namespace) -> None:
       raise ValueError(f"--num-processes {args.num_processes}: must be >= 1.")
     if not 0 <= args.process_id < args.num_processes:
       raise ValueError(f"--process-id {args.process_id}: must be in 0..{args.num_processes - 1}.")
+  if getattr(args, "peer_timeout_s", PEER_TIMEOUT_S) < 1:
+    raise ValueError(f"--peer-timeout-s {args.peer_timeout_s}: must be >= 1 second.")
   if args.devices is not None and args.devices < 1:
     raise ValueError(f"--devices {args.devices}: must be >= 1.")
 
@@ -60,8 +70,12 @@ def initialize(args: argparse.Namespace) -> None:
   if args.coordinator is None and not detected:
     return
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  timeout = getattr(args, "peer_timeout_s", PEER_TIMEOUT_S)
+  # A dead peer then fails the next collective (ngm_jax.segment_actions.PeerLost:
+  # one message and the resume command), where JAX would abort this process.
+  jax.config.update("jax_enable_recoverability", True)
   if args.coordinator is not None:
     jax.distributed.initialize(args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id)
+                               process_id=args.process_id, heartbeat_timeout_seconds=timeout)
   else:
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=timeout)

@@ -29,11 +29,13 @@ from typing import Any, Sequence
 
 import jax
 
-from ngm_jax.cli.args import add_compile_cache_flag, add_experiment_flags, check_out, comma_separated, seconds_type
+from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, check_out,
+                              comma_separated, flag_of_record, seconds_type)
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.execution import LOOPS, SEED_AXES
 from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
+from ngm_jax.run_record import ResumeMismatch
 from ngm_jax.runner import run_benchmark
 from ngm_jax.tables import run_summary
 
@@ -191,12 +193,15 @@ def run(args: argparse.Namespace) -> None:
   check_out(out, args.overwrite, resume=args.resume)
   optimizers = resolve_optimizers(args.optimizers or config.optimizers, train.learning_rate)
   experiment = load_experiment(args, config)
-  result = run_benchmark(
-      experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,
-      augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
-      seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
-      extra_meta=experiment.meta, resume=args.resume,
-      checkpoint_every_s=args.checkpoint_every_s, compile_cache=not args.no_compile_cache)
+  try:
+    result = run_benchmark(
+        experiment.stream, optimizers, experiment.train, num_seeds=experiment.num_seeds,
+        augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
+        seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
+        extra_meta=experiment.meta, resume=args.resume,
+        checkpoint_every_s=args.checkpoint_every_s, compile_cache=not args.no_compile_cache)
+  except ResumeMismatch as e:  # say which flag differs
+    raise e.told(flag_of_record) from None
   if jax.process_index() == 0:  # one summary, from the process that wrote the files
     meta = result.meta
     title = (f"{meta.get('benchmark_label') or meta['benchmark']}: {result.num_seeds} seeds,"

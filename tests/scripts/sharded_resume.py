@@ -26,7 +26,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 import ngm_jax  # pylint: disable=g-import-not-at-top
-from ngm_jax import runner  # pylint: disable=g-import-not-at-top
+from ngm_jax import runner, segment_actions  # pylint: disable=g-import-not-at-top
 from ngm_jax.checkpoint import RunStopped  # pylint: disable=g-import-not-at-top
 from ngm_jax.execution import Segments, Stopped, train_seeds  # pylint: disable=g-import-not-at-top
 from ngm_jax.sharding import run_mesh  # pylint: disable=g-import-not-at-top
@@ -82,7 +82,7 @@ for loop, seed_axis, other in (("scan", "shard", 3), ("chunked", "shard", 3),
 # run_benchmark: a checkpoint made on 2 devices, resumed on 3.
 kw = dict(num_seeds=3, loop="chunked", seed_axis="shard", show_progress=False)
 reference = ngm_jax.run_benchmark(stream, ["ngm_sgd"], config, devices=2, **kw)
-saver = runner._Saver.__call__
+saver = segment_actions.SegmentActions.__call__
 
 
 def signal_at_4(self, done):
@@ -91,14 +91,14 @@ def signal_at_4(self, done):
   return saver(self, done)
 
 
-runner._Saver.__call__ = signal_at_4
+segment_actions.SegmentActions.__call__ = signal_at_4
 try:
   ngm_jax.run_benchmark(stream, ["ngm_sgd"], config, devices=2, out=run_dir, **kw)
   raise AssertionError("runner: not stopped")
 except RunStopped as e:
   assert e.checkpointed, e
   saved["runner/_stopped_at"] = np.asarray(e.iteration)
-runner._Saver.__call__ = saver
+segment_actions.SegmentActions.__call__ = saver
 segments = []  # the segments each train_seeds call of the resumed run ran
 train = runner.train_seeds
 runner.train_seeds = lambda *a, **k: (lambda out: segments.append(out[1]["segments"]) or out)(
