@@ -68,8 +68,10 @@ MNIST_OFFICIAL_GZ_SHA256 = {
 # decompressed official files (one pairs each with the .gz digest above), and
 # the MD5s of the same files that many more projects pin (6bbc9ace898e44ae...,
 # a25bea736e30d166..., 2646ac647ad5339d..., 27ae3e4e09519cfb...) agree with the
-# files these SHA-256 describe. A re-compressed copy of the official data (other
-# gzip settings: other .gz bytes) is recognised by these.
+# files these SHA-256 describe; and `zcat F | sha256sum` of a copy of the official
+# .gz files gives these (checked when ngm_jax.fetch took them as its checksums).
+# A re-compressed copy of the official data (other gzip settings: other .gz
+# bytes) is recognised by these.
 MNIST_OFFICIAL_SHA256 = {
     "train-images-idx3-ubyte":
         "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -225,7 +227,8 @@ def data_provenance(benchmark: str, data_dir: str | os.PathLike | None
     benchmark: a benchmark name (:data:`ngm_jax.benchmarks.BENCHMARKS`); None
       is returned for others, and for a record without a ``dataset``.
     data_dir: the folder given (``--data-dir``), else ``$NGM_JAX_DATA_DIR``,
-      else the data came through tensorflow-datasets.
+      else the data came through tensorflow-datasets when it is installed,
+      else they were downloaded into the cache (:mod:`ngm_jax.fetch`).
 
   Returns:
     From a folder: ``{"source": "files", "data_dir", "dataset", "files":
@@ -233,26 +236,29 @@ def data_provenance(benchmark: str, data_dir: str | os.PathLike | None
     record's; files: those its ``data_files`` finds; content_sha256: of the
     decompressed bytes of a ``.gz`` file), for MNIST with
     ``"official_mnist"`` and ``"official_mnist_gz"`` (:func:`mnist_official`).
-    From tensorflow-datasets: :func:`tfds_provenance` of the record's
+    Downloaded: the same with ``"source": "download"`` and the cache folder
+    as ``data_dir``. From tensorflow-datasets: :func:`tfds_provenance` of the record's
     ``dataset``.
   """
   # pylint: disable=g-import-not-at-top
-  from ngm_jax import benchmarks
-  from ngm_jax.data import resolve_data_dir
+  from ngm_jax import benchmarks, fetch
+  from ngm_jax.data import resolve_data_dir, tfds_installed
   record = benchmarks.BENCHMARKS.get(benchmark)
   if record is None or record.dataset is None:
     return None
   dataset = record.dataset
-  folder = resolve_data_dir(data_dir)
+  folder, source = resolve_data_dir(data_dir), "files"
   if folder is None:
-    return tfds_provenance(dataset)
+    if dataset not in fetch.SOURCES or tfds_installed():
+      return tfds_provenance(dataset)
+    folder, source = fetch.cache_dir(), "download"
   files = {}
   for path in data_files(benchmark, folder):
     entry = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix == ".gz":
       entry["content_sha256"] = sha256_file(path, gunzip=True)
     files[path.name] = entry
-  found = {"source": "files", "data_dir": str(folder), "dataset": dataset, "files": files}
+  found = {"source": source, "data_dir": str(folder), "dataset": dataset, "files": files}
   if dataset == "mnist":
     check = mnist_official(files)
     found["official_mnist"] = None if check is None else check["official"]
