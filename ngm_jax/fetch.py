@@ -46,7 +46,7 @@ from ngm_jax.dataset import DataUnavailableError
 from ngm_jax.idx import MNIST_FILES, find_mnist_files
 from ngm_jax.pickles import (CIFAR10_FOLDER, CIFAR100_FOLDER, find_cifar10_files,
                              find_cifar100_files)
-from ngm_jax.provenance import MNIST_OFFICIAL_SHA256, sha256_file
+from ngm_jax.digests import MNIST_OFFICIAL_SHA256, sha256_file
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -78,7 +78,7 @@ class Checksum(NamedTuple):
 CHECKSUMS: dict[str, Checksum] = {
     # MNIST: the SHA-256 of the DECOMPRESSED official files (LeCun, Cortes &
     # Burges), i.e. of the IDX data: checked equal to `zcat FILE | sha256sum` of a
-    # copy of the official release, and the values provenance.py records as
+    # copy of the official release, and the values provenance records as
     # official. The .gz bytes of a mirror may differ (other gzip settings).
     **{f"{stem}.gz": Checksum(MNIST_OFFICIAL_SHA256[stem], gunzip=True)
        for stem in MNIST_FILES.values()},
