@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--remake", default=None, metavar="DIR",
                       help="re-make tables and figures from the curves saved in DIR; trains nothing")
   parser.add_argument("--data-dir", default=None,
-                      help="folder with the dataset's standard files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
+                      help="folder with the dataset's standard files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets or a download")
   parser.add_argument("--out", default=None,
                       help="output folder (default: results/analysis/ablations_<benchmark>)")
   parser.add_argument("--reuse", nargs="+", default=(), metavar="DIR",

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
       prog="python -m experiments.curvature", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data-dir", default=None,
-                      help="folder with MNIST's IDX files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets")
+                      help="folder with MNIST's IDX files; default $NGM_JAX_DATA_DIR, else tensorflow-datasets or a download")
   parser.add_argument("--out", default="results/figures/curvature.png",
                       help="output PNG; the JSON goes beside it with .json (default: %(default)s)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")

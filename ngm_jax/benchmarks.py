@@ -66,7 +66,8 @@ class Benchmark:
     name: the registry key.
     kind: ``"class-incremental"`` or ``"domain-incremental"``.
     load: ``(data_dir, **options) -> ImageDataset``; ``data_dir`` None means
-      ``$NGM_JAX_DATA_DIR`` or tensorflow-datasets.
+      ``$NGM_JAX_DATA_DIR``, else tensorflow-datasets or a download
+      (:mod:`ngm_jax.data`).
     build: ``(data, **options) -> TaskStream``.
     options: the options both take, with their defaults (e.g. ``num_tasks``).
     model: ``num_classes -> flax.linen.Module``, the paper's network.
@@ -156,8 +157,8 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | None = None,
 
   Args:
     name: a key of :data:`BENCHMARKS`.
-    data_dir: the folder with the data files (None: ``$NGM_JAX_DATA_DIR`` or
-      tensorflow-datasets).
+    data_dir: the folder with the data files (None: ``$NGM_JAX_DATA_DIR``,
+      else tensorflow-datasets or a download, :mod:`ngm_jax.data`).
     **options: the benchmark's options (``get(name).options``), e.g.
       ``num_tasks=3`` for domain_cifar100; None counts as not given.
 

@@ -1,4 +1,4 @@
-"""Data sources: tensorflow-datasets by default, standard files on disk offline.
+"""Data sources: standard files on disk, else tensorflow-datasets, else a download.
 
 Every loader returns an :class:`ImageDataset` of NumPy arrays (uint8 images,
 int32 labels) held in host memory; :mod:`ngm_jax.streams` turns it into tasks.
@@ -19,9 +19,14 @@ Where the data comes from, in order:
      ``-val.pkl`` and ``-test.pkl`` (the only source; there is no
      tensorflow-datasets builder), see :func:`load_miniimagenet`.
 
-2. Otherwise ``tensorflow_datasets`` (install ``ngm-jax[tfds]``), which
+2. Otherwise ``tensorflow_datasets`` if installed (``ngm-jax[tfds]``), which
    downloads and prepares the dataset on first use (``mnist``, ``cifar10``,
    ``cifar100``).
+
+3. Otherwise :mod:`ngm_jax.fetch` downloads the official files (MNIST's four
+   IDX files, the CIFAR archives) from public mirrors or ``NGM_JAX_MNIST_URL``
+   / ``NGM_JAX_CIFAR_URL``, checks their SHA-256, and keeps them in a cache
+   folder (``NGM_JAX_CACHE_DIR``) read as in 1.
 
 The files are read by :mod:`ngm_jax.idx` (MNIST) and :mod:`ngm_jax.pickles`
 (CIFAR, mini-ImageNet; :mod:`pickle` can run code: only read files you trust,
@@ -33,14 +38,11 @@ the official archives). :class:`ImageDataset`, :class:`DataUnavailableError` and
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from ngm_jax import fetch
 from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
 # The file readers live in ngm_jax.idx and ngm_jax.pickles; their names stay
 # importable from here.
@@ -75,6 +77,7 @@ __all__ = [
     "read_miniimagenet_pickles",
     "read_mnist_idx",
     "resolve_data_dir",
+    "tfds_installed",
     "write_idx",
 ]
 
@@ -85,12 +88,16 @@ DATA_DIR_ENV = "NGM_JAX_DATA_DIR"
 # tensorflow-datasets
 
 
-def _how_to_provide(name: str, files: str) -> str:
+def _how_to_provide(name: str, files: str, dataset: str) -> str:
+  source = fetch.SOURCES[dataset]
   return (
-      f"To provide {name}, either (1) with the optional extra installed"
-      " (`pip install 'ngm-jax[tfds]'`) let tensorflow-datasets download it"
-      f" (needs internet), or (2) put {files} in a folder and pass"
-      f" `--data-dir DIR` (or set {DATA_DIR_ENV}=DIR)."
+      f"To provide {name}: (1) put {files} in a folder and pass `--data-dir DIR`"
+      f" (or set {DATA_DIR_ENV}=DIR); or (2) with network and no folder, it is"
+      f" downloaded and checked into the cache (${fetch.CACHE_DIR_ENV}, default"
+      " ~/.cache/ngm-jax/data) from the public mirrors, or from a mirror of your own:"
+      f" {source.url_env}=URL, a folder URL holding {', '.join(source.files)}"
+      " (http(s):// or file://); or (3) install the optional extra (`pip install"
+      " 'ngm-jax[tfds]'`) and let tensorflow-datasets download it instead."
   )
 
 
@@ -100,54 +107,14 @@ def _how_to_provide(name: str, files: str) -> str:
 TFDS_CONNECT_TIMEOUT_S = 5.0
 
 
-def _download_endpoints(urls) -> list[tuple[str, int]]:
-  """The ``(host, port)`` a download of ``urls`` connects to first: the proxy
-  configured for the URL's scheme (``HTTPS_PROXY``, ...) unless the host is
-  exempt (``NO_PROXY``), else the URL's own host."""
-  proxies = urllib.request.getproxies()
-  endpoints = []
-  for url in urls:
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname:
-      continue
-    target = parts
-    proxy = proxies.get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname):
-      target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    default_port = 443 if target.scheme == "https" else 80
-    endpoint = (target.hostname, target.port or default_port)
-    if target.hostname and endpoint not in endpoints:
-      endpoints.append(endpoint)
-  return endpoints
-
-
-def _unreachable(host: str, port: int, timeout: float) -> str | None:
-  """None if a TCP connection to ``host:port`` opens within ``timeout``
-  seconds (name lookup included), else why not."""
-  outcome: list[str | None] = []
-
-  def connect():
-    try:
-      with socket.create_connection((host, port), timeout=timeout):
-        outcome.append(None)
-    except OSError as e:
-      outcome.append(f"{type(e).__name__}: {e}")
-
-  # The name lookup has no timeout of its own: wait for the thread instead.
-  thread = threading.Thread(target=connect, daemon=True)
-  thread.start()
-  thread.join(timeout)
-  return outcome[0] if outcome else f"no answer within {timeout:g} s"
-
-
 def check_download_reachable(name: str, urls, timeout: float = TFDS_CONNECT_TIMEOUT_S
                              ) -> None:
   """Raises DataUnavailableError, naming the host, when a host (or proxy)
   that ``urls`` are downloaded from does not answer within ``timeout``
   seconds; returns if all do, or there are no URLs."""
   reasons = []
-  for host, port in _download_endpoints(urls):
-    reason = _unreachable(host, port, timeout)
+  for host, port in fetch.download_endpoints(urls):
+    reason = fetch.unreachable(host, port, timeout)
     if reason is not None:
       reasons.append(f"{host}:{port} ({reason})")
   if reasons:
@@ -276,14 +243,39 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
   return None if data_dir is None else Path(data_dir)
 
 
-def _load(
-    read_local, load_remote, data_dir: str | os.PathLike | None, how: str
-) -> ImageDataset:
-  """``read_local(folder)`` if a data folder is given or set, else
-  ``load_remote()``; either's DataUnavailableError gains ``how``."""
+def tfds_installed() -> bool:
+  """Whether tensorflow-datasets can be imported: then it provides the data
+  when no folder is given, else :func:`ngm_jax.fetch.fetch` downloads them."""
+  try:
+    import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def _fetched(dataset: str) -> Path:
+  """The cache folder holding ``dataset`` (:func:`ngm_jax.fetch.fetch`)."""
+  try:
+    return fetch.fetch(dataset)
+  except DataUnavailableError as e:
+    raise DataUnavailableError(
+        f"No data folder given and tensorflow-datasets is not installed: {e}") from None
+
+
+def _load(read_local, load_remote, data_dir: str | os.PathLike | None, how: str,
+          dataset: str | None = None) -> ImageDataset:
+  """``read_local(folder)`` if a data folder is given or set; else
+  ``load_remote()`` (tensorflow-datasets) if tensorflow-datasets is installed
+  or there is no ``dataset`` to download; else ``read_local`` of the cache
+  folder ``dataset`` is downloaded into (:mod:`ngm_jax.fetch`). A
+  DataUnavailableError gains ``how``."""
   folder = resolve_data_dir(data_dir)
   try:
-    return read_local(folder) if folder is not None else load_remote()
+    if folder is not None:
+      return read_local(folder)
+    if dataset is None or tfds_installed():
+      return load_remote()
+    return read_local(_fetched(dataset))
   except DataUnavailableError as e:
     raise DataUnavailableError(f"{e}\n{how}") from e
 
@@ -293,15 +285,17 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> ImageDataset:
 
   Args:
     data_dir: a folder with the four IDX files; defaults to
-      ``$NGM_JAX_DATA_DIR``. Without either, tensorflow-datasets is used.
+      ``$NGM_JAX_DATA_DIR``. Without either, tensorflow-datasets is used if
+      installed, else the files are downloaded into the cache
+      (:func:`ngm_jax.fetch.fetch`).
 
   Raises:
-    DataUnavailableError: with both ways to provide the data, if neither works.
+    DataUnavailableError: with the ways to provide the data, if none works.
   """
   how = _how_to_provide(
-      "MNIST", "the four IDX files (train-images-idx3-ubyte[.gz], ...)"
+      "MNIST", "the four IDX files (train-images-idx3-ubyte[.gz], ...)", "mnist"
   )
-  return _load(read_mnist_idx, lambda: load_tfds("mnist"), data_dir, how)
+  return _load(read_mnist_idx, lambda: load_tfds("mnist"), data_dir, how, "mnist")
 
 
 # ----------------------------------------------------------------------------
@@ -315,18 +309,19 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageDataset:
   Args:
     data_dir: a folder with ``cifar-10-batches-py/`` (or that folder itself);
       defaults to ``$NGM_JAX_DATA_DIR``. Without either, tensorflow-datasets
-      (``cifar10``) is used.
+      (``cifar10``) is used if installed, else the archive is downloaded into
+      the cache (:func:`ngm_jax.fetch.fetch`).
 
   Raises:
-    DataUnavailableError: with both ways to provide the data, if neither works.
+    DataUnavailableError: with the ways to provide the data, if none works.
   """
   how = _how_to_provide(
       "CIFAR-10",
       f"the python-pickle folder {CIFAR10_FOLDER}/ (data_batch_1 ..."
-      " data_batch_5, test_batch; from cifar-10-python.tar.gz)",
+      " data_batch_5, test_batch; from cifar-10-python.tar.gz)", "cifar10",
   )
   remote = lambda: load_tfds("cifar10")._replace(class_names=CIFAR10_CLASSES)
-  return _load(read_cifar10_pickles, remote, data_dir, how)
+  return _load(read_cifar10_pickles, remote, data_dir, how, "cifar10")
 
 
 def load_cifar100(data_dir: str | os.PathLike | None = None) -> ImageDataset:
@@ -337,20 +332,22 @@ def load_cifar100(data_dir: str | os.PathLike | None = None) -> ImageDataset:
   Args:
     data_dir: a folder with ``cifar-100-python/`` (or that folder itself);
       defaults to ``$NGM_JAX_DATA_DIR``. Without either, tensorflow-datasets
-      (``cifar100``, features ``image``, ``label``, ``coarse_label``) is used.
+      (``cifar100``, features ``image``, ``label``, ``coarse_label``) is used
+      if installed, else the archive is downloaded into the cache
+      (:func:`ngm_jax.fetch.fetch`).
 
   Raises:
-    DataUnavailableError: with both ways to provide the data, if neither works.
+    DataUnavailableError: with the ways to provide the data, if none works.
   """
   how = _how_to_provide(
       "CIFAR-100",
       f"the python-pickle folder {CIFAR100_FOLDER}/ (train, test; from"
-      " cifar-100-python.tar.gz)",
+      " cifar-100-python.tar.gz)", "cifar100",
   )
   remote = lambda: load_tfds(
       "cifar100", coarse_label="coarse_label", with_names=True
   )
-  return _load(read_cifar100_pickles, remote, data_dir, how)
+  return _load(read_cifar100_pickles, remote, data_dir, how, "cifar100")
 
 
 def load_miniimagenet(

@@ -19,13 +19,15 @@ MNIST (the four files are hashed once more after they were read):
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import importlib.metadata
 import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+# The official digests and the file hashing live in ngm_jax.digests (ngm_jax.fetch
+# checks downloads with them too); their names stay importable from here.
+from ngm_jax.digests import MNIST_OFFICIAL_GZ_SHA256, MNIST_OFFICIAL_SHA256, sha256_file
 
 __all__ = [
     "MNIST_OFFICIAL_GZ_SHA256",
@@ -45,41 +47,6 @@ PACKAGES = ("jax", "jaxlib", "optax", "flax", "numpy")
 #: Recorded only when installed.
 OPTIONAL_PACKAGES = ("orbax-checkpoint",)
 
-# The official MNIST release (LeCun, Cortes & Burges), the four gzip files as
-# distributed (yann.lecun.com/exdb/mnist, mirrored unchanged by CVDF at
-# storage.googleapis.com/cvdf-datasets/mnist/). SHA-256 and sizes as published
-# by tensorflow-datasets in tensorflow_datasets/url_checksums/mnist.txt (read
-# from the tensorflow-datasets 4.9.10 wheel); the sizes (9912422, 28881,
-# 1648877, 4542 bytes) are those printed on the MNIST page. Not checked here
-# against the files themselves: no copy of the original .gz files was at hand.
-MNIST_OFFICIAL_GZ_SHA256 = {
-    "train-images-idx3-ubyte.gz":
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz":
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz":
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz":
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-# The same four files decompressed (the IDX data themselves, 47040016, 60008,
-# 7840016 and 10008 bytes). There is no official publication of these digests;
-# they are the values that several independent public projects pin for the
-# decompressed official files (one pairs each with the .gz digest above), and
-# the MD5s of the same files that many more projects pin (6bbc9ace898e44ae...,
-# a25bea736e30d166..., 2646ac647ad5339d..., 27ae3e4e09519cfb...) agree with the
-# files these SHA-256 describe. A re-compressed copy of the official data (other
-# gzip settings: other .gz bytes) is recognised by these.
-MNIST_OFFICIAL_SHA256 = {
-    "train-images-idx3-ubyte":
-        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte":
-        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte":
-        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte":
-        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
 
 # ----------------------------------------------------------------------------
 # software
@@ -141,17 +108,6 @@ def git_revision(path: str | os.PathLike | None = None,
 
 # ----------------------------------------------------------------------------
 # data
-
-
-def sha256_file(path: str | os.PathLike, gunzip: bool = False) -> str:
-  """The SHA-256 (hex) of a file's bytes, or of its decompressed bytes with
-  ``gunzip``; read in 1 MiB blocks."""
-  digest = hashlib.sha256()
-  opener = gzip.open if gunzip else open
-  with opener(path, "rb") as f:
-    while block := f.read(1 << 20):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def data_files(benchmark: str, data_dir: str | os.PathLike) -> list[Path]:
@@ -225,7 +181,8 @@ def data_provenance(benchmark: str, data_dir: str | os.PathLike | None
     benchmark: a benchmark name (:data:`ngm_jax.benchmarks.BENCHMARKS`); None
       is returned for others, and for a record without a ``dataset``.
     data_dir: the folder given (``--data-dir``), else ``$NGM_JAX_DATA_DIR``,
-      else the data came through tensorflow-datasets.
+      else the data came through tensorflow-datasets when it is installed,
+      else they were downloaded into the cache (:mod:`ngm_jax.fetch`).
 
   Returns:
     From a folder: ``{"source": "files", "data_dir", "dataset", "files":
@@ -233,26 +190,29 @@ def data_provenance(benchmark: str, data_dir: str | os.PathLike | None
     record's; files: those its ``data_files`` finds; content_sha256: of the
     decompressed bytes of a ``.gz`` file), for MNIST with
     ``"official_mnist"`` and ``"official_mnist_gz"`` (:func:`mnist_official`).
-    From tensorflow-datasets: :func:`tfds_provenance` of the record's
+    Downloaded: the same with ``"source": "download"`` and the cache folder
+    as ``data_dir``. From tensorflow-datasets: :func:`tfds_provenance` of the record's
     ``dataset``.
   """
   # pylint: disable=g-import-not-at-top
-  from ngm_jax import benchmarks
-  from ngm_jax.data import resolve_data_dir
+  from ngm_jax import benchmarks, fetch
+  from ngm_jax.data import resolve_data_dir, tfds_installed
   record = benchmarks.BENCHMARKS.get(benchmark)
   if record is None or record.dataset is None:
     return None
   dataset = record.dataset
-  folder = resolve_data_dir(data_dir)
+  folder, source = resolve_data_dir(data_dir), "files"
   if folder is None:
-    return tfds_provenance(dataset)
+    if dataset not in fetch.SOURCES or tfds_installed():
+      return tfds_provenance(dataset)
+    folder, source = fetch.cache_dir(), "download"
   files = {}
   for path in data_files(benchmark, folder):
     entry = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix == ".gz":
       entry["content_sha256"] = sha256_file(path, gunzip=True)
     files[path.name] = entry
-  found = {"source": "files", "data_dir": str(folder), "dataset": dataset, "files": files}
+  found = {"source": source, "data_dir": str(folder), "dataset": dataset, "files": files}
   if dataset == "mnist":
     check = mnist_official(files)
     found["official_mnist"] = None if check is None else check["official"]

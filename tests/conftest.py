@@ -3,6 +3,7 @@ on-disk formats, written by the tests themselves."""
 
 import os
 import pickle
+import socket
 
 import numpy as np
 import pytest
@@ -12,6 +13,26 @@ from ngm_jax.data import ImageDataset, write_idx
 # Tests (and the commands they start) compile from scratch: no persistent
 # compilation cache in the user's home (tests/test_compile_cache.py sets its own).
 os.environ["NGM_JAX_COMPILE_CACHE"] = "off"
+
+
+@pytest.fixture(scope="session")
+def refusing_url():
+  """An http URL on 127.0.0.1 whose port refuses connections at once (a socket
+  bound to it that never listens, held for the session)."""
+  sock = socket.socket()
+  sock.bind(("127.0.0.1", 0))
+  yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+  sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch, tmp_path_factory, refusing_url):
+  """No test (nor a command it starts) downloads data or reads the user's data
+  cache: ngm_jax.fetch's mirrors are a refusing address, its cache an empty
+  folder (tests/test_fetch.py sets its own)."""
+  monkeypatch.setenv("NGM_JAX_CACHE_DIR", str(tmp_path_factory.mktemp("data_cache")))
+  monkeypatch.setenv("NGM_JAX_MNIST_URL", refusing_url)
+  monkeypatch.setenv("NGM_JAX_CIFAR_URL", refusing_url)
 
 
 def fake_mnist(n_train_per_class=12, n_test_per_class=6, seed=0) -> ImageDataset:

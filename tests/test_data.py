@@ -115,15 +115,17 @@ def test_missing_files_error_names_both_ways(tmp_path):
   assert "ngm-jax[tfds]" in message and "--data-dir" in message
 
 
-def test_no_tfds_and_no_data_dir_error_names_both_ways(monkeypatch):
+def test_no_tfds_and_no_data_dir_error_names_every_way(monkeypatch):
+  # Without tfds the files are downloaded (tests/test_fetch.py); here from
+  # conftest's refusing address.
   monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
   with pytest.raises(data.DataUnavailableError) as err:
     data.load_mnist()
   message = str(err.value)
-  assert "not installed" in message
+  assert "tensorflow-datasets is not installed" in message and "Could not download" in message
   assert "ngm-jax[tfds]" in message and "--data-dir" in message
-  assert data.DATA_DIR_ENV in message
+  assert data.DATA_DIR_ENV in message and "NGM_JAX_MNIST_URL" in message
 
 
 def _fake_tfds(mnist_data, fail=False):

@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 
-from ngm_jax import data, provenance
+from ngm_jax import data, fetch, provenance
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz"
 
@@ -46,8 +46,9 @@ def _fake_tfds(prepared=False, urls=(MNIST_URL,), load_error=None):
 
 
 def _no_network(monkeypatch, delay=0.0, error=None):
-  """socket.create_connection, as ngm_jax.data calls it, fails (after ``delay``
-  seconds) instead of connecting; returns the endpoints it was asked for."""
+  """socket.create_connection, as ngm_jax.fetch calls it for ngm_jax.data,
+  fails (after ``delay`` seconds) instead of connecting; returns the endpoints
+  it was asked for."""
   asked = []
 
   def create_connection(address, timeout=None):
@@ -55,7 +56,7 @@ def _no_network(monkeypatch, delay=0.0, error=None):
     time.sleep(delay)
     raise error or socket.gaierror(-2, "Name or service not known")
 
-  monkeypatch.setattr(data.socket, "create_connection", create_connection)
+  monkeypatch.setattr(fetch.socket, "create_connection", create_connection)
   return asked
 
 
@@ -112,7 +113,7 @@ def test_a_reachable_host_lets_tfds_download(monkeypatch):
     def __exit__(self, *exc):
       return False
 
-  monkeypatch.setattr(data.socket, "create_connection", lambda address, timeout=None: Connection())
+  monkeypatch.setattr(fetch.socket, "create_connection", lambda address, timeout=None: Connection())
   data.load_tfds("mnist")
   assert calls == ["mnist"]
 
@@ -126,7 +127,7 @@ def test_a_configured_proxy_is_what_is_checked(monkeypatch):
     data.load_tfds("mnist")
   assert asked == [("proxy.example", 3128)]
   monkeypatch.setenv("NO_PROXY", "storage.googleapis.com")
-  assert data._download_endpoints([MNIST_URL]) == [("storage.googleapis.com", 443)]  # pylint: disable=protected-access
+  assert fetch.download_endpoints([MNIST_URL]) == [("storage.googleapis.com", 443)]
 
 
 def test_a_module_tfds_imports_lazily_is_named(monkeypatch):

@@ -215,7 +215,8 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
                              " instead of --benchmark's registry config")
   parser.add_argument("--data-dir", default=None,
                       help="folder with the dataset's standard files (offline); default"
-                           " $NGM_JAX_DATA_DIR, else tensorflow-datasets")
+                           " $NGM_JAX_DATA_DIR, else tensorflow-datasets if installed, else"
+                           " downloaded and checked into $NGM_JAX_CACHE_DIR")
   parser.add_argument("--name", type=name_type, default=None,
                       help="what the data are, for the run's title (run.json's"
                            " benchmark_label), e.g. 'Split Fashion-MNIST' for a Fashion-MNIST"
