@@ -30,7 +30,7 @@ from ngm_jax.gain import ngm_sgd
 from ngm_jax.metrics import TABLE_METRICS, task1_metrics
 from ngm_jax.optimizers import Optimizer, partition_by_gain
 from ngm_jax.placement import gain_mask
-from ngm_jax.runner import network
+from ngm_jax.variants import network
 from ngm_jax.sharding import run_mesh
 from ngm_jax.stats import mean_and_stderr
 from ngm_jax.sampling import Sampler

@@ -32,7 +32,8 @@ import numpy as np
 from ngm_jax import benchmarks, checks, results
 from ngm_jax.metrics import de_lange_metrics, task1_metrics
 from ngm_jax.placement import Placement, gain_mask
-from ngm_jax.runner import network, run_benchmark
+from ngm_jax.runner import run_benchmark
+from ngm_jax.variants import network
 from ngm_jax.search import Tunable, builtin_tunable, configurations
 from ngm_jax.streams import TaskStream
 from ngm_jax.train import TrainConfig
