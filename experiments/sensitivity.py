@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -35,8 +34,7 @@ from typing import Sequence
 if __package__ in (None, ""):  # run as a script: make the repo importable
   sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax  # pylint: disable=g-import-not-at-top
-import numpy as np
+import numpy as np  # pylint: disable=g-import-not-at-top
 
 from ngm_jax import benchmarks, plots_analysis, results
 from ngm_jax.data import DataUnavailableError
@@ -44,7 +42,8 @@ from ngm_jax.metrics import METRIC_LABELS, TABLE_METRICS
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.cli.args import comma_separated
 from ngm_jax.sweep import check_grid, grid_metrics, separate_runs, sweep
-from ngm_jax.train import curve_iterations, task1_eval_size
+from ngm_jax.run_record import environment_record, protocol_record
+from ngm_jax.train import curve_iterations
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +82,7 @@ def spread(num_settings: int, count: int) -> list[int]:
 def _fmt(mean: float, se: float) -> str:
   if not np.isfinite(mean):
     return "n/a"
-  return f"{100 * mean:.2f}" + ("" if not np.isfinite(se) else f" ± {100 * se:.2f}")
+  return f"{100 * mean:.2f}" + ("" if se is None or not np.isfinite(se) else f" ± {100 * se:.2f}")
 
 
 def grid_table(grids, etas, gammas, metric: str, num_seeds: int) -> str:
@@ -103,7 +102,7 @@ def _corner(grids, etas, gammas, metric, best_is_low):
   flat = np.nanargmin(mean) if best_is_low else np.nanargmax(mean)
   i, j = np.unravel_index(flat, mean.shape)
   return {"eta": float(etas[i]), "gamma": float(gammas[j]), "mean": float(mean[i, j]),
-          "stderr": float(grids[metric]["stderr"][i, j])}
+          "stderr": _json(grids[metric]["stderr"][i, j])}  # None with one seed
 
 
 def _value(x) -> float:
@@ -147,27 +146,17 @@ def _run(args, etas, gammas, num_separate, config, base, stream, out: Path) -> N
                                  "task_acc": curves["task_acc"],
                                  "etas": etas, "gammas": gammas}},
                       curve_iterations(config, k))
-  device = jax.devices()[0]
   record = {
-      "command": " ".join([sys.executable, "-m", "experiments.sensitivity"]
-                          + list(args.argv)),
-      "benchmark": "split_mnist",
+      **protocol_record(stream, config, seeds=range(args.seeds), model="MLP", augment=False),
       "optimizer": "ngm_sgd (optax.inject_hyperparams; η and γ swept, g0 and lr fixed, gain"
                    " starting at g0)",
       "etas": [_value(e) for e in etas],
       "gammas": [_value(g) for g in gammas],
       "default": {"eta": base.eta, "gamma": base.gamma},
-      "seeds": list(range(args.seeds)),
-      "num_tasks": k,
-      "train": dataclasses.asdict(config),
-      "task1_eval_size": task1_eval_size(stream, config),
-      "task1_test_size": int(stream.test_task_ends[0]),
       "timing": {"sweep": {k_: round(v, 2) if isinstance(v, float) else v
                            for k_, v in sweep_time.items()}},
-      "device": f"{device.platform}: {device.device_kind}",
+      **environment_record(),
       "cpu_count": os.cpu_count(),
-      "jax_version": jax.__version__,
-      "python": platform.python_version(),
   }
   results.write_json(out / "sensitivity.json", record)  # nothing finished is lost
 

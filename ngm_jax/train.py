@@ -18,6 +18,7 @@ optimizer steps, so task ``k`` (1-based) covers iterations
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -176,17 +177,6 @@ def make_train_parts(
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, (logits, model_state)
 
-  def reset_at_boundary(state: TrainState, opt_state):
-    """Fresh optimizer state on a task's first iteration, keeping the gain
-    and the per-seed hyperparameters set at ``init``."""
-    fresh = tx.init(state.params)
-    if gain_of(fresh, default=None) is not None:
-      fresh = set_gain(fresh, gain_of(opt_state))
-    if state.hyperparams:
-      fresh = optax.tree.set(fresh, **state.hyperparams)
-    boundary = (state.step > 0) & (state.step % iters == 0)
-    return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
-
   def train_step(state: TrainState, data: TrainData):
     key, batch_key, augment_key = jax.random.split(state.key, 3)
     rows, sampler_state = sampler.sample(batch_key, state.step, state.sampler_state)
@@ -195,7 +185,7 @@ def make_train_parts(
       images = augment(augment_key, images)
     opt_state = state.opt_state
     if spec.reset_at_task_boundaries:
-      opt_state = reset_at_boundary(state, opt_state)
+      opt_state = _reset_at_boundary(tx, iters, state, opt_state)
     gain = current_gain(opt_state)
     dropout_key = jax.random.fold_in(augment_key, 1)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -214,21 +204,8 @@ def make_train_parts(
     gain = current_gain(state.opt_state)
     params = (state.params if spec.eval_params is None
               else spec.eval_params(state.params, state.opt_state))
-
-    def chunk(xy):
-      logits, _ = forward(params, state.model_state, gain, xy[0], False)
-      losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
-      return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
-
-    n, size = len(labels), config.eval_batch_size
-    if size is None or n <= size:
-      return chunk((images, labels))
-    pad = -n % size
-    padded = (jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1)),
-              jnp.pad(labels, (0, pad)))
-    batched = jax.tree.map(lambda a: a.reshape((-1, size) + a.shape[1:]), padded)
-    correct, losses = jax.lax.map(chunk, batched)
-    return correct.reshape(-1)[:n], losses.reshape(-1)[:n]
+    apply = lambda x: forward(params, state.model_state, gain, x, False)[0]
+    return _correct_and_loss(apply, images, labels, config.eval_batch_size)
 
   def eval_interval(state, data):
     if unroll:  # straight-line code: even a one-trip lax.scan compiles to a loop
@@ -251,23 +228,8 @@ def make_train_parts(
         "task_loss": jax.ops.segment_sum(losses, ids, num_tasks) / test_counts,
     }
 
-  def init(key: jax.Array, data: TrainData,
-           hyperparams: Mapping[str, Any] | None = None) -> TrainState:
-    init_key, sampler_key, loop_key = jax.random.split(key, 3)
-    params, model_state = net.init(init_key, preprocess(data.train_images[:1]))
-    opt_state = tx.init(params)
-    hyperparams = dict(hyperparams or {})
-    if hyperparams:
-      opt_state = optax.tree.set(opt_state, **hyperparams)
-      start = next((hyperparams[k] for k in _INITIAL_GAIN if k in hyperparams), None)
-      if start is not None and gain_of(opt_state, default=None) is not None:
-        opt_state = set_gain(opt_state, start)
-    return TrainState(params, model_state, opt_state, sampler.init(sampler_key),
-                      loop_key, jnp.zeros((), jnp.int32), hyperparams,
-                      jnp.full((), -1, jnp.int32))
-
   return TrainParts(
-      init=init,
+      init=functools.partial(_init_state, net, tx, preprocess, sampler),
       step=train_step,
       eval_interval=eval_interval,
       task_eval=task_eval,
@@ -277,6 +239,59 @@ def make_train_parts(
       optimizer=spec,
       model=net,
   )
+
+
+def _reset_at_boundary(tx: optax.GradientTransformation, iterations_per_task: int,
+                       state: TrainState, opt_state: Any) -> Any:
+  """Fresh optimizer state on a task's first iteration, keeping the gain and
+  the per-seed hyperparameters set at ``init``."""
+  fresh = tx.init(state.params)
+  if gain_of(fresh, default=None) is not None:
+    fresh = set_gain(fresh, gain_of(opt_state))
+  if state.hyperparams:
+    fresh = optax.tree.set(fresh, **state.hyperparams)
+  boundary = (state.step > 0) & (state.step % iterations_per_task == 0)
+  return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
+
+
+def _correct_and_loss(apply: Callable[[jax.Array], jax.Array], images: jax.Array,
+                      labels: jax.Array, batch_size: int | None) -> tuple[jax.Array, jax.Array]:
+  """Per-example correctness (0/1) and cross-entropy (nats), each ``[N]``,
+  of ``apply: images -> logits``, in batches of ``batch_size`` (None: one)."""
+  def chunk(xy):
+    logits = apply(xy[0])
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
+    return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
+
+  n = len(labels)
+  if batch_size is None or n <= batch_size:
+    return chunk((images, labels))
+  pad = -n % batch_size
+  padded = (jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1)),
+            jnp.pad(labels, (0, pad)))
+  batched = jax.tree.map(lambda a: a.reshape((-1, batch_size) + a.shape[1:]), padded)
+  correct, losses = jax.lax.map(chunk, batched)
+  return correct.reshape(-1)[:n], losses.reshape(-1)[:n]
+
+
+def _init_state(net: ModelFns, tx: optax.GradientTransformation, preprocess: Callable,
+                sampler: Sampler, key: jax.Array, data: TrainData,
+                hyperparams: Mapping[str, Any] | None = None) -> TrainState:
+  """A seed's initial :class:`TrainState` (``TrainParts.init``): the network's
+  parameters, the optimizer state with the per-seed ``hyperparams`` set (and
+  the gain started at an injected initial gain), the sampler's state."""
+  init_key, sampler_key, loop_key = jax.random.split(key, 3)
+  params, model_state = net.init(init_key, preprocess(data.train_images[:1]))
+  opt_state = tx.init(params)
+  hyperparams = dict(hyperparams or {})
+  if hyperparams:
+    opt_state = optax.tree.set(opt_state, **hyperparams)
+    start = next((hyperparams[k] for k in _INITIAL_GAIN if k in hyperparams), None)
+    if start is not None and gain_of(opt_state, default=None) is not None:
+      opt_state = set_gain(opt_state, start)
+  return TrainState(params, model_state, opt_state, sampler.init(sampler_key),
+                    loop_key, jnp.zeros((), jnp.int32), hyperparams,
+                    jnp.full((), -1, jnp.int32))
 
 
 #: Injected hyperparameters that also set the initial gain: the gain starts

@@ -70,3 +70,15 @@ def test_report_of_a_record_without_the_machine(tmp_path):
   sensitivity.write_report(out)
   assert "**Wall time** (device not recorded, CPU count not recorded, 1-min load" in (
       out / "table.md").read_text()
+
+
+def test_a_one_seed_sweep_reports_without_standard_errors(tmp_path):
+  # One seed has no standard error: the record holds null (JSON has no NaN),
+  # the table the mean alone.
+  task1 = np.array([[[[0.5, 0.9, 1.0, 1.0 - d, 0.99, 0.99]] for d in row] for row in DIPS])
+  out = _saved_sweep(tmp_path / "s", {"seeds": [0]}, task1=task1)
+  record = sensitivity.write_report(out)
+  assert record["best_avg_sg"]["stderr"] is None
+  assert record["best_avg_sg"]["mean"] == pytest.approx(0.04, abs=1e-6)
+  assert results.read_json(out / "sensitivity.json")["worst_avg_sg"]["stderr"] is None
+  assert "4.00" in (out / "table.md").read_text() and "4.00 ±" not in (out / "table.md").read_text()
