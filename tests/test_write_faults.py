@@ -117,8 +117,8 @@ def test_a_figure_written_by_pillow_or_matplotlib_names_the_path(tmp_path, monke
   def pillow_like(*args, **kwargs):
     try:
       raise ENOSPC
-    except OSError:
-      raise AttributeError("'_idat' object has no attribute 'fileno'")  # pylint: disable=raise-missing-from
+    except OSError:  # raised while handling it, as Pillow does
+      raise AttributeError("'_idat' object has no attribute 'fileno'")  # pylint: disable=W0707
 
   monkeypatch.setattr(Figure, "savefig", pillow_like)
   from ngm_jax import plots
