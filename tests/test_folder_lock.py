@@ -140,3 +140,25 @@ def test_two_runs_into_one_folder_the_second_refused_then_a_killed_runs_lock_tak
           in third.stderr and "this run takes it over" in third.stderr)
   assert results.load_result(out).labels == ["sgd"]
   assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]  # the lock given back
+
+
+@pytest.mark.slow  # two processes through the command line, ~40 s
+def test_only_process_0_of_a_multi_process_run_holds_the_lock(tmp_path):
+  """Both processes of one run name the same --out; were process 1 to take the
+  lock too, one of them would be refused."""
+  from tests.conftest import fake_mnist, write_mnist_idx
+  from tests.test_sharding import _env, _finish, _free_port
+  data = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4,
+                                                        n_test_per_class=2))
+  coordinator = f"127.0.0.1:{_free_port()}"
+  procs = [subprocess.Popen(
+      _cli("--benchmark", "split_mnist", "--data-dir", str(data), "--optimizers", "sgd",
+           "--seeds", "2", "--iterations-per-task", "2", "--batch-size", "4",
+           "--task-eval-every", "2", "--no-progress", "--out", str(tmp_path / "out"),
+           "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(i)),
+      env={**_env(1), "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in (1, 0)]
+  outputs = [_finish(p) for p in procs]  # both exit 0
+  assert all("in use by another run" not in o for o in outputs)
+  assert results.load_result(tmp_path / "out").meta["mesh"]["processes"] == 2
+  assert not (tmp_path / "out.lock").exists()
