@@ -30,6 +30,7 @@ import dataclasses
 import errno
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -57,9 +58,11 @@ class FolderInUse(ValueError):
   def __init__(self, out: Path, holder: dict[str, Any]):
     self.out, self.holder = out, holder
     if holder:
+      command = " ".join(str(holder.get("command") or "").split())  # one line
+      if len(command) > 160:
+        command = command[:157] + "..."
       who = (f"PID {holder.get('pid', '?')} on host {holder.get('host', '?')}, started"
-             f" {holder.get('started', '?')}"
-             + (f" ({holder['command']})" if holder.get("command") else ""))
+             f" {holder.get('started', '?')}" + (f" ({command})" if command else ""))
     else:
       who = "a run that is starting (it has not recorded its PID yet)"
     super().__init__(
@@ -95,7 +98,9 @@ def _record(fd: int) -> dict[str, Any]:
 
 
 def holder(out: str | os.PathLike) -> dict[str, Any] | None:
-  """The record of the run holding ``out``'s lock, or None if none holds it."""
+  """The record of the run holding ``out``'s lock, or None if none holds it
+  (a probe for tests and tools: it holds a shared lock for an instant, in
+  which a run starting would be refused)."""
   if fcntl is None:
     return None
   path = lock_path(out)
@@ -187,8 +192,8 @@ def _take_over(fd: int, path: Path, out: Path) -> None:
   is of a run that ended without releasing it (killed): said on stderr."""
   before = _record(fd)
   record = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(getattr(sys, "orig_argv", sys.argv))}
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": shlex.join(getattr(sys, "orig_argv", sys.argv))}
   with writing(path):
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
