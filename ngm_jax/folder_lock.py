@@ -82,8 +82,9 @@ _HELD: dict[str, _Lock] = {}
 
 
 def lock_path(out: str | os.PathLike) -> Path:
-  """``<out>.lock``, beside ``out``."""
-  out = Path(out)
+  """``<out>.lock``, beside ``out`` (``out`` made absolute: ``.`` locks
+  ``../<name of the current folder>.lock``)."""
+  out = Path(os.path.abspath(out))
   return out.with_name(out.name + ".lock")
 
 
@@ -169,7 +170,7 @@ def acquire(out: str | os.PathLike, *, run: bool = False) -> bool:
   """
   out = Path(out)
   path = lock_path(out)
-  key = str(path.absolute())
+  key = str(path)
   lock = _HELD.get(key)
   taken = lock is None
   if taken:
@@ -210,7 +211,7 @@ def release(out: str | os.PathLike, *, run: bool = False) -> None:
   (:func:`acquire` with ``run=True``), kept while a :func:`holding` block is
   open; ``run=False`` every hold. The lock file is removed, then unlocked."""
   path = lock_path(out)
-  key = str(path.absolute())
+  key = str(path)
   lock = _HELD.get(key)
   if lock is None:
     return
@@ -234,11 +235,11 @@ def holding(out: str | os.PathLike, hold: bool = True) -> Iterator[None]:
     yield
     return
   acquire(out)
-  _HELD[str(lock_path(out).absolute())].holds += 1
+  _HELD[str(lock_path(out))].holds += 1
   try:
     yield
   finally:
-    lock = _HELD.get(str(lock_path(out).absolute()))
+    lock = _HELD.get(str(lock_path(out)))
     if lock is not None:
       lock.holds -= 1
       if lock.holds == 0:
