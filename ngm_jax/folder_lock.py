@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ngm_jax.files import writing
+from ngm_jax.files import WriteError, writing
 
 try:
   import fcntl
@@ -143,7 +143,7 @@ def _lock_file(out: Path, path: Path) -> int | None:
               f" the run goes on unlocked: make sure no other run writes into {out}.",
               file=sys.stderr, flush=True)
         return None
-      raise
+      raise WriteError(path, e) from e
     try:
       now, mine = os.stat(path), os.fstat(fd)
       if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
@@ -182,7 +182,11 @@ def acquire(out: str | os.PathLike, *, run: bool = False) -> bool:
       fd = _lock_file(out, path)
       lock = _Lock(fd)
       if fd is not None:
-        _take_over(fd, path, out)
+        try:
+          _take_over(fd, path, out)
+        except BaseException:
+          os.close(fd)  # unlocked: the file holds no record, or the killed run's
+          raise
     _HELD[key] = lock
   lock.run = lock.run or run
   return taken

@@ -12,6 +12,10 @@ object. A run folder holds::
     failed_seeds.json  label → indices of the seeds that diverged or collapsed
     table.md           the paper's Table 1, mean ± s.e. over seeds and on the mean curve
     figure.png         the paper's Figure 3 (see :mod:`ngm_jax.plots`)
+
+and, beside it while a run writes, ``<out>.lock`` (:mod:`ngm_jax.folder_lock`).
+The files' schema is checked when they are read (:mod:`ngm_jax.run_files`);
+a file the disk refuses is a :class:`ngm_jax.files.WriteError` naming it.
 """
 
 from __future__ import annotations
