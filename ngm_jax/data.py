@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ngm_jax import fetch
-from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
+from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset, label_error
 # The file readers live in ngm_jax.idx and ngm_jax.pickles; their names stay
 # importable from here.
 from ngm_jax.idx import MNIST_FILES, read_idx, read_mnist_idx, write_idx
@@ -263,21 +263,33 @@ def _fetched(dataset: str) -> Path:
 
 
 def _load(read_local, load_remote, data_dir: str | os.PathLike | None, how: str,
-          dataset: str | None = None) -> ImageDataset:
+          dataset: str | None = None, classes: tuple[int, int | None] | None = None
+          ) -> ImageDataset:
   """``read_local(folder)`` if a data folder is given or set; else
   ``load_remote()`` (tensorflow-datasets) if tensorflow-datasets is installed
   or there is no ``dataset`` to download; else ``read_local`` of the cache
   folder ``dataset`` is downloaded into (:mod:`ngm_jax.fetch`). A
-  DataUnavailableError gains ``how``."""
+  DataUnavailableError gains ``how``. ``classes``: ``(number of classes, of
+  coarse classes or None)``: every label is checked to be a class id
+  (ValueError naming the array, the first bad index and where the data came
+  from; the file readers name the file first)."""
   folder = resolve_data_dir(data_dir)
   try:
-    if folder is not None:
-      return read_local(folder)
-    if dataset is None or tfds_installed():
-      return load_remote()
-    return read_local(_fetched(dataset))
+    if folder is None and (dataset is None or tfds_installed()):
+      source, data = "tensorflow-datasets", load_remote()
+    else:
+      source = folder if folder is not None else _fetched(dataset)
+      data = read_local(source)
   except DataUnavailableError as e:
     raise DataUnavailableError(f"{e}\n{how}") from e
+  if classes is not None:
+    for split in ("train", "test"):
+      for kind, n in (("labels", classes[0]), ("coarse_labels", classes[1])):
+        labels = getattr(data, f"{split}_{kind}")
+        problem = None if n is None else label_error(f"{source}: {split}_{kind}", labels, n)
+        if problem:
+          raise ValueError(problem)
+  return data
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None) -> ImageDataset:
@@ -295,7 +307,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None) -> ImageDataset:
   how = _how_to_provide(
       "MNIST", "the four IDX files (train-images-idx3-ubyte[.gz], ...)", "mnist"
   )
-  return _load(read_mnist_idx, lambda: load_tfds("mnist"), data_dir, how, "mnist")
+  return _load(read_mnist_idx, lambda: load_tfds("mnist"), data_dir, how, "mnist",
+               (10, None))
 
 
 # ----------------------------------------------------------------------------
@@ -321,7 +334,8 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> ImageDataset:
       " data_batch_5, test_batch; from cifar-10-python.tar.gz)", "cifar10",
   )
   remote = lambda: load_tfds("cifar10")._replace(class_names=CIFAR10_CLASSES)
-  return _load(read_cifar10_pickles, remote, data_dir, how, "cifar10")
+  return _load(read_cifar10_pickles, remote, data_dir, how, "cifar10",
+               (10, None))
 
 
 def load_cifar100(data_dir: str | os.PathLike | None = None) -> ImageDataset:
@@ -347,7 +361,8 @@ def load_cifar100(data_dir: str | os.PathLike | None = None) -> ImageDataset:
   remote = lambda: load_tfds(
       "cifar100", coarse_label="coarse_label", with_names=True
   )
-  return _load(read_cifar100_pickles, remote, data_dir, how, "cifar100")
+  return _load(read_cifar100_pickles, remote, data_dir, how, "cifar100",
+               (100, 20))
 
 
 def load_miniimagenet(

@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DataFileError", "DataUnavailableError", "ImageDataset"]
+__all__ = ["DataFileError", "DataUnavailableError", "ImageDataset", "label_error",
+           "check_task_arrays"]
 
 
 class DataUnavailableError(RuntimeError):
@@ -125,3 +126,46 @@ def _check(d: ImageDataset) -> None:
           f"ImageDataset: {what} has shape {shape}; expected ({n},), one label"
           f" per image of {what.replace('coarse_', '').replace('labels', 'images')}."
       )
+
+
+def label_error(what: str, labels, num_classes: int | None = None) -> str | None:
+  """Why ``labels`` are not class ids in ``[0, num_classes)`` (any ``>= 0``
+  when ``num_classes`` is None), naming ``what``, the first bad index and
+  value, and how many are bad; None if they all are."""
+  labels = np.asarray(labels)
+  if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    return f"{what} holds {labels.dtype.name} values; expected integer class ids."
+  bad = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
+  where = np.flatnonzero(np.ravel(bad))
+  if not where.size:
+    return None
+  first = int(where[0])
+  allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+  return (f"{what}: label {np.ravel(labels)[first]} at index {first} is not a class id"
+          f" {allowed} ({where.size} of {labels.size} labels are not; the first at index"
+          f" {first}).")
+
+
+def check_task_arrays(name: str, num_classes: int, split: str, images, labels,
+                      task_ends, num_tasks: int) -> None:
+  """One split of a task stream: one label per image, every label a class id
+  of the head (``[0, num_classes)``), ``task_ends`` ``[num_tasks]`` rising to
+  the number of rows.
+
+  Raises:
+    ValueError: naming the stream, the array, and the first bad index.
+  """
+  what = f"TaskStream {name!r}: {split}"
+  n_images, n_labels = len(images), np.shape(labels)[0] if np.ndim(labels) else -1
+  if np.ndim(labels) != 1 or n_images != n_labels:
+    raise ValueError(f"{what}_images has {n_images} rows but {split}_labels has shape"
+                     f" {np.shape(labels)}; expected ({n_images},), one label per image.")
+  problem = label_error(f"{what}_labels", labels, num_classes)
+  if problem:
+    raise ValueError(problem + " Expected a class id of the head (num_classes"
+                     f" {num_classes}).")
+  ends = np.asarray(task_ends)
+  if (ends.shape != (num_tasks,) or not np.issubdtype(ends.dtype, np.integer)
+      or np.any(np.diff(np.r_[0, ends]) < 0) or (num_tasks and ends[-1] != n_images)):
+    raise ValueError(f"{what}_task_ends is {ends.tolist()}; expected {num_tasks} non-decreasing"
+                     f" row counts (one per task), the last {n_images}, the {split} rows.")

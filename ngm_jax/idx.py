@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset
+from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset, label_error
 
 __all__ = ["MNIST_FILES", "find_mnist_files", "read_idx", "read_mnist_idx", "write_idx"]
 
@@ -141,6 +141,28 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     f.write(header + array.tobytes())
 
 
+#: MNIST's classes: the digits 0..9.
+MNIST_CLASSES = 10
+
+
+def _check_values(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
+  """uint8 images of one shape in train and test, labels 0..9; DataFileError
+  naming the file (and the first bad index) otherwise."""
+  for key in ("train_images", "test_images"):
+    if arrays[key].dtype != np.uint8:
+      raise DataFileError(f"{paths[key]}: holds {arrays[key].dtype.name} values; expected uint8"
+                          " pixels (IDX type 0x08).")
+  train, test = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+  if train != test:
+    raise DataFileError(
+        f"{paths['train_images']} holds images of {train[0]}x{train[1]} pixels but"
+        f" {paths['test_images']} of {test[0]}x{test[1]}; expected one image size.")
+  for key in ("train_labels", "test_labels"):
+    problem = label_error(str(paths[key]), arrays[key], MNIST_CLASSES)
+    if problem:
+      raise DataFileError(problem + " MNIST's labels are the digits 0..9.")
+
+
 def _find_idx(data_dir: Path, stem: str) -> Path | None:
   # The folder itself, then the layouts other tools leave behind.
   for folder in (data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"):
@@ -169,7 +191,9 @@ def read_mnist_idx(data_dir: str | os.PathLike) -> ImageDataset:
   Raises:
     DataUnavailableError: a file is missing (the message lists which).
     DataFileError: a file is unreadable (see :func:`read_idx`), holds an array
-      of the wrong rank, or images and labels differ in number.
+      of the wrong rank or type (images uint8, labels integers), train and
+      test images differ in size, images and labels differ in number, or a
+      label is not a digit 0..9 (naming the file and the first bad index).
   """
   data_dir = Path(data_dir)
   paths = {key: _find_idx(data_dir, stem) for key, stem in MNIST_FILES.items()}
@@ -197,6 +221,7 @@ def read_mnist_idx(data_dir: str | os.PathLike) -> ImageDataset:
           f" {paths[f'{split}_labels']} holds {n_lab} labels; expected one label"
           " per image (are the files from the same release?)."
       )
+  _check_values(arrays, paths)
   return ImageDataset(
       train_images=arrays["train_images"].astype(np.uint8),
       train_labels=arrays["train_labels"].astype(np.int32),

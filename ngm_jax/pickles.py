@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ngm_jax.dataset import DataUnavailableError, ImageDataset
+from ngm_jax.dataset import DataFileError, DataUnavailableError, ImageDataset, label_error
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -128,15 +128,21 @@ def _cifar_images(data: Any, path: Path) -> np.ndarray:
 
 
 def _cifar_split(
-    paths: Sequence[Path], label_keys: Sequence[str]
+    paths: Sequence[Path], label_keys: dict[str, int]
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-  """Images and one int32 label array per key, from one or more batches."""
+  """Images and one int32 label array per key (``{key: number of classes}``),
+  from one or more batches; a label that is not a class id is refused,
+  naming the file, the key and its index there."""
   images, labels = [], [[] for _ in label_keys]
   for path in paths:
     record = _read_pickle(path)
     images.append(_cifar_images(_field(record, "data", path), path))
-    for out, key in zip(labels, label_keys):
-      out.append(np.asarray(_field(record, key, path), dtype=np.int32))
+    for out, (key, num_classes) in zip(labels, label_keys.items()):
+      raw = np.asarray(_field(record, key, path))
+      problem = label_error(f"{path}: {key!r}", raw, num_classes)
+      if problem:
+        raise DataFileError(problem)
+      out.append(raw.astype(np.int32))
       if len(out[-1]) != len(images[-1]):
         raise ValueError(
             f"{path}: {len(images[-1])} images but {len(out[-1])} {key!r}."
@@ -161,9 +167,9 @@ def read_cifar10_pickles(data_dir: str | os.PathLike) -> ImageDataset:
       Path(data_dir), CIFAR10_FOLDER, _CIFAR10_FILES, "CIFAR-10 pickles"
   )
   train_x, (train_y,) = _cifar_split(
-      [folder / f for f in _CIFAR10_FILES[:-1]], ["labels"]
+      [folder / f for f in _CIFAR10_FILES[:-1]], {"labels": 10}
   )
-  test_x, (test_y,) = _cifar_split([folder / _CIFAR10_FILES[-1]], ["labels"])
+  test_x, (test_y,) = _cifar_split([folder / _CIFAR10_FILES[-1]], {"labels": 10})
   names = CIFAR10_CLASSES
   if (folder / "batches.meta").is_file():
     meta = folder / "batches.meta"
@@ -186,7 +192,7 @@ def read_cifar100_pickles(data_dir: str | os.PathLike) -> ImageDataset:
   folder = _find_folder(
       Path(data_dir), CIFAR100_FOLDER, _CIFAR100_FILES, "CIFAR-100 pickles"
   )
-  keys = ["fine_labels", "coarse_labels"]
+  keys = {"fine_labels": 100, "coarse_labels": 20}
   train_x, (train_y, train_c) = _cifar_split([folder / "train"], keys)
   test_x, (test_y, test_c) = _cifar_split([folder / "test"], keys)
   names = coarse_names = None

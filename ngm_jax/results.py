@@ -12,6 +12,10 @@ object. A run folder holds::
     failed_seeds.json  label → indices of the seeds that diverged or collapsed
     table.md           the paper's Table 1, mean ± s.e. over seeds and on the mean curve
     figure.png         the paper's Figure 3 (see :mod:`ngm_jax.plots`)
+
+and, beside it while a run writes, ``<out>.lock`` (:mod:`ngm_jax.folder_lock`).
+The files' schema is checked when they are read (:mod:`ngm_jax.run_files`);
+a file the disk refuses is a :class:`ngm_jax.files.WriteError` naming it.
 """
 
 from __future__ import annotations
@@ -23,15 +27,15 @@ import os
 import shlex
 import shutil
 import sys
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from ngm_jax.files import atomic_path
+from ngm_jax import folder_lock
+from ngm_jax.files import atomic_path, writing
 from ngm_jax.metrics import summarize
+from ngm_jax.run_files import check_curves, load_curves, read_run_json, save_curves
 
 __all__ = [
     "Result",
@@ -43,6 +47,7 @@ __all__ = [
     "prepare_out",
     "work_folder",
     "finish_out",
+    "release_out",
     "atomic_path",
     "append_log",
     "save_curves",
@@ -61,60 +66,6 @@ def command_line() -> str:
   """The command as typed, for ``run.json`` (``python -m pkg.mod ...`` stays
   that, where ``sys.argv`` would give the module's file path)."""
   return shlex.join(getattr(sys, "orig_argv", sys.argv))
-
-
-def save_curves(
-    path: str | os.PathLike,
-    curves: Mapping[str, Mapping[str, Any]],
-    iterations: Mapping[str, np.ndarray],
-) -> None:
-  """Writes ``{optimizer: {curve: [seed, ...]}}`` and the iteration axes.
-
-  Written to a temporary file and renamed, so a crash never leaves a
-  half-written file behind.
-  """
-  arrays = {f"iterations/{k}": np.asarray(v) for k, v in iterations.items()}
-  for opt, per_curve in curves.items():
-    for name, value in per_curve.items():
-      arrays[f"{opt}/{name}"] = np.asarray(value)
-  with atomic_path(path) as tmp:
-    np.savez_compressed(tmp, **arrays)
-
-
-def load_curves(
-    path: str | os.PathLike,
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
-  """Inverse of :func:`save_curves`: ``(curves, iterations)``, optimizers in
-  the order they were saved.
-
-  Raises:
-    ValueError: the file is missing, not a NumPy ``.npz`` archive, cut short
-      or damaged, or holds an entry not named ``<label>/<curve>`` (the
-      message names the file and what is wrong).
-  """
-  path = Path(path)
-  if not path.is_file():
-    raise ValueError(f"{path} is missing (or not a file): the run's curves are not there.")
-  curves: dict[str, dict[str, np.ndarray]] = {}
-  iterations: dict[str, np.ndarray] = {}
-  try:
-    data = np.load(path, allow_pickle=False)
-    if not hasattr(data, "files"):  # a single .npy array: no context manager, no entries
-      raise ValueError("it is a single .npy array, not an .npz archive of curves")
-    with data:
-      for key in data.files:
-        group, sep, name = key.partition("/")
-        if not sep or not group or not name:
-          raise ValueError(f"it holds an entry {key!r}, not named <label>/<curve>")
-        target = iterations if group == "iterations" else curves.setdefault(group, {})
-        target[name] = data[key]
-  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-    what = str(e) if isinstance(e, ValueError) and str(e).startswith("it ") else (
-        f"{type(e).__name__}: {e}")
-    raise ValueError(f"{path} cannot be read as the run's curves ({what}): the file is"
-                     " damaged or was cut short. Run the experiment again, or restore the"
-                     " file from a copy.") from None
-  return curves, iterations
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -238,19 +189,35 @@ def work_folder(out: str | os.PathLike, overwrite: bool, resume: bool = False) -
 
 
 def prepare_out(out: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
-  """Makes the folder a run for ``out`` writes into and returns it
-  (:func:`work_folder`): ``out`` for a new run or a resumed one, a fresh
-  ``<out>.partial`` for an overwrite (any older one removed), the existing
-  ``<out>.partial`` to resume an unfinished overwrite.
+  """Takes ``out``'s lock (:mod:`ngm_jax.folder_lock`: one run per folder,
+  kept until :func:`finish_out`), then makes the folder a run for ``out``
+  writes into and returns it (:func:`work_folder`): ``out`` for a new run or
+  a resumed one, a fresh ``<out>.partial`` for an overwrite (any older one
+  removed), the existing ``<out>.partial`` to resume an unfinished overwrite.
 
   Raises:
+    ngm_jax.folder_lock.FolderInUse: another run writes into ``out`` (a
+      ValueError naming its PID and host).
     ValueError: ``out`` is a file, or already holds a run (finished or
       stopped) and neither ``overwrite`` nor ``resume`` is given.
+    ngm_jax.files.WriteError: a folder cannot be made (full, read-only, ...).
   """
   out = Path(out)
   if out.exists() and not out.is_dir():
     raise ValueError(f"out={str(out)!r} is a file, not a folder; choose a folder for the run.")
-  _finish_interrupted_swap(out)
+  taken = folder_lock.acquire(out, run=True)
+  try:
+    return _make_work(out, overwrite, resume)
+  except BaseException:
+    if taken:
+      folder_lock.release(out, run=True)
+    raise
+
+
+def _make_work(out: Path, overwrite: bool, resume: bool) -> Path:
+  """:func:`prepare_out` once the lock is held."""
+  with writing(out):
+    _finish_interrupted_swap(out)
   held = [name for name in _RUN_MARKS if (out / name).exists()]
   if held and not (overwrite or resume):
     stopped = "curves.npz" not in held or (out / "checkpoints").exists()
@@ -261,9 +228,10 @@ def prepare_out(out: str | os.PathLike, overwrite: bool, resume: bool = False) -
   work = work_folder(out, overwrite, resume)
   if work != out and overwrite:
     shutil.rmtree(work, ignore_errors=True)
-  work.mkdir(parents=True, exist_ok=True)
-  if not resume:
-    (work / "log.jsonl").unlink(missing_ok=True)
+  with writing(work):
+    work.mkdir(parents=True, exist_ok=True)
+    if not resume:
+      (work / "log.jsonl").unlink(missing_ok=True)
   return work
 
 
@@ -280,17 +248,31 @@ def _finish_interrupted_swap(out: Path) -> None:
 def finish_out(work: str | os.PathLike, out: str | os.PathLike) -> Path:
   """Puts the finished run in ``work`` in ``out``'s place (nothing to do when
   they are the same folder): ``out`` is renamed ``<out>.old``, ``work``
-  ``out``, then ``<out>.old`` removed. Returns ``out``."""
+  ``out``, then ``<out>.old`` removed; then gives back the lock
+  :func:`prepare_out` took. Returns ``out``.
+
+  Raises:
+    ngm_jax.files.WriteError: a rename failed (``out`` then holds the old
+      run, or :func:`prepare_out` completes the swap next time).
+  """
   work, out = Path(work), Path(out)
-  if work.resolve() == out.resolve():
-    return out
-  old = out.with_name(out.name + ".old")
-  shutil.rmtree(old, ignore_errors=True)
-  if out.exists():
-    os.replace(out, old)
-  os.replace(work, out)
-  shutil.rmtree(old, ignore_errors=True)
+  if work.resolve() != out.resolve():
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    with writing(out):
+      if out.exists():
+        os.replace(out, old)
+      os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+  folder_lock.release(out, run=True)
   return out
+
+
+def release_out(out: str | os.PathLike) -> None:
+  """Gives back ``out``'s lock if this process holds it (for a caller whose
+  run ended in an error: a finished run gives it back in :func:`finish_out`,
+  and a process's locks end with it)."""
+  folder_lock.release(out)
 
 
 def append_log(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
@@ -307,78 +289,18 @@ def append_log(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
 def save_result(result: Result, out: str | os.PathLike) -> Path:
   """Writes ``out/curves.npz`` and ``out/run.json`` (each atomically)."""
   out = Path(out)
-  out.mkdir(parents=True, exist_ok=True)
+  with writing(out):
+    out.mkdir(parents=True, exist_ok=True)
   save_curves(out / "curves.npz", result.curves, result.iterations)
   write_json(out / "run.json", result.meta)
   return out
 
 
-#: What a run's record must hold for the report (``run.json``).
-_RUN_JSON_KEYS = ("benchmark", "num_tasks", "train", "optimizers", "seeds", "task1_eval_size",
-                  "task1_test_size")
-#: The curves every variant must have for the metrics, the table and the figure.
-_REQUIRED_CURVES = ("task1_acc", "task1_loss", "task_acc", "gain")
-
-
 def read_json_record(path: str | os.PathLike) -> dict[str, Any]:
-  """A run's ``run.json``, checked for what the report needs (ValueError
-  naming the file and what is wrong)."""
-  return _read_run_json(Path(path))
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-  """``run.json``, checked for what the report needs; ValueError naming the
-  file and what is wrong."""
-  try:
-    meta = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column"
-                     f" {e.colno}): the file is damaged or was cut short.") from None
-  except (OSError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}).") from None
-  if not isinstance(meta, dict):
-    raise ValueError(f"{path} holds a JSON {type(meta).__name__}, not a run's record"
-                     " (a JSON object).")
-  missing = [k for k in _RUN_JSON_KEYS if k not in meta]
-  if missing:
-    raise ValueError(f"{path} lacks {', '.join(missing)}: it is not a complete run record.")
-  train = meta["train"]
-  lacking = [k for k in ("iterations_per_task", "eval_every")
-             if not isinstance(train, dict) or k not in train]
-  if lacking:
-    raise ValueError(f"{path}: its 'train' record lacks {', '.join(lacking)}.")
-  return meta
-
-
-def _check_curves(out: Path, meta: Mapping[str, Any], curves, iterations,
-                  complete: bool) -> None:
-  """The curves hold every variant ``run.json`` lists (unless not
-  ``complete``), each with the curves the report reads, one row per seed."""
-  where = out / "curves.npz"
-  listed = list(meta["optimizers"])
-  missing = [label for label in listed if label not in curves]
-  if missing and complete:
-    have = [label for label in listed if label in curves]
-    raise ValueError(
-        f"{where} holds {', '.join(have) or 'no variant'} but not {', '.join(missing)}, which"
-        f" {out / 'run.json'} lists: the run stopped before finishing"
-        f" {'them' if len(missing) > 1 else 'it'}. Finish or re-run it; a report of only part"
-        " of the run is refused.")
-  for kind in ("step", "task1", "tasks"):
-    if kind not in iterations:
-      raise ValueError(f"{where} lacks the iteration axis 'iterations/{kind}'.")
-  num_seeds = len(meta["seeds"])
-  for label, per_curve in curves.items():
-    absent = [c for c in _REQUIRED_CURVES if c not in per_curve]
-    if absent:
-      raise ValueError(f"{where}: variant {label!r} lacks the curve(s) {', '.join(absent)}.")
-    for name, value in per_curve.items():
-      if np.ndim(value) < 1 or np.shape(value)[0] != num_seeds:
-        raise ValueError(f"{where}: {label}/{name} has shape {np.shape(value)}; its first"
-                         f" axis must be the {num_seeds} seeds {out / 'run.json'} lists.")
-    if np.shape(per_curve["task1_acc"])[1:] != np.shape(iterations["task1"]):
-      raise ValueError(f"{where}: {label}/task1_acc has {np.shape(per_curve['task1_acc'])[1:]}"
-                       f" points per seed, the iteration axis {len(iterations['task1'])}.")
+  """A run's ``run.json``, checked for what the report needs
+  (:func:`ngm_jax.run_files.read_run_json`: ValueError naming the file, the
+  key and what was expected)."""
+  return read_run_json(path)
 
 
 def load_result(out: str | os.PathLike, *, complete: bool = True) -> Result:
@@ -406,9 +328,9 @@ def load_result(out: str | os.PathLike, *, complete: bool = True) -> Result:
     lost = "curves.npz" if have == ["run.json"] else "run.json"
     raise ValueError(f"{out / lost} is missing: {out} holds only {have[0]}, an incomplete"
                      " run (it stopped before saving, or the file was removed).")
-  meta = _read_run_json(out / "run.json")
+  meta = read_run_json(out / "run.json")
   curves, iterations = load_curves(out / "curves.npz")
-  _check_curves(out, meta, curves, iterations, complete)
+  check_curves(out, meta, curves, iterations, complete)
   if not complete:
     meta = {**meta, "optimizers": [label for label in meta["optimizers"] if label in curves]}
   return Result(curves, iterations, meta)

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ngm_jax.data import CIFAR10_CLASSES, ImageDataset
+from ngm_jax.dataset import check_task_arrays, label_error
 # Re-exported from the modules they live in (rotation; the memory check).
 from ngm_jax.memory import (
     DatasetTooLargeError,
@@ -89,6 +90,17 @@ class TaskStream:
   test_images: np.ndarray
   test_labels: np.ndarray
   test_task_ends: np.ndarray
+
+  def __post_init__(self):
+    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, (int, np.integer)
+                                                            ) or self.num_classes < 1:
+      raise ValueError(f"TaskStream {self.name!r}: num_classes={self.num_classes!r}; expected"
+                       " an integer >= 1, the head's size.")
+    for split in ("train", "test"):
+      check_task_arrays(self.name, int(self.num_classes), split,
+                        *(getattr(self, f"{split}_{a}") for a in ("images", "labels",
+                                                                   "task_ends")),
+                        len(self.task_names))
 
   @property
   def num_tasks(self) -> int:
@@ -179,18 +191,41 @@ def _check_int(what: str, value: Any, low: int, high: int | None = None) -> int:
   return int(value)
 
 
+def _check_labels(data: ImageDataset, name: str, num_classes: int | None,
+                  coarse: int | None = None) -> None:
+  """Every label of ``data`` a class id in ``[0, num_classes)`` (``>= 0`` for
+  None), every coarse label in ``[0, coarse)``; ValueError naming the array
+  and the first bad index (a label outside would be dropped, or train a
+  class the head does not have)."""
+  arrays = [("train_labels", data.train_labels, num_classes),
+            ("test_labels", data.test_labels, num_classes)]
+  if coarse is not None:
+    arrays += [("train_coarse_labels", data.train_coarse_labels, coarse),
+               ("test_coarse_labels", data.test_coarse_labels, coarse)]
+  for what, labels, n in arrays:
+    problem = label_error(f"{name}: {what}", labels, n)
+    if problem:
+      raise ValueError(problem)
+
+
 def split_by_classes(
     data: ImageDataset,
     class_groups: Sequence[Sequence[int]],
     name: str,
     num_classes: int | None = None,
+    data_classes: int | None = None,
 ) -> TaskStream:
   """Class-incremental stream: task ``k`` holds the classes ``class_groups[k]``.
 
   Labels are kept as they are (one shared head over all classes). Within a
   task, examples keep their stored order. Images keep their shape,
   ``[N, H, W]`` or ``[N, H, W, C]`` (checked by :class:`ImageDataset`).
+  Examples of classes in no group are left out; ``data_classes``: the class
+  ids the data may hold are ``0..data_classes-1``, and a label outside is
+  refused (ValueError naming it and its index) instead of left out. A
+  negative label is always refused.
   """
+  _check_labels(data, name, data_classes)
   groups = [tuple(int(c) for c in g) for g in class_groups]
   flat = [c for g in groups for c in g]
   if len(set(flat)) != len(flat):
@@ -241,7 +276,7 @@ def split_mnist(data: ImageDataset) -> TaskStream:
   """
   return split_by_classes(
       _single_channel(data, "split_mnist"),
-      [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], "split_mnist", 10,
+      [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], "split_mnist", 10, data_classes=10,
   )
 
 
@@ -250,7 +285,7 @@ def split_cifar10(data: ImageDataset) -> TaskStream:
   (airplane/automobile, bird/cat, deer/dog, frog/horse, ship/truck); 10-way
   head. Task names are the class names."""
   groups = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
-  stream = split_by_classes(data, groups, "split_cifar10", 10)
+  stream = split_by_classes(data, groups, "split_cifar10", 10, data_classes=10)
   names = data.class_names if data.class_names is not None else CIFAR10_CLASSES
   if len(names) != 10:
     names = CIFAR10_CLASSES
@@ -276,8 +311,10 @@ def domain_cifar100(data: ImageDataset, num_tasks: int = 5) -> TaskStream:
     num_tasks: 1..5 (CIFAR-100 has 5 fine classes per superclass).
 
   Raises:
-    ValueError: ``num_tasks`` out of range; no coarse labels; a fine class in
-      two superclasses; a superclass with fewer than ``num_tasks`` classes.
+    ValueError: ``num_tasks`` out of range; no coarse labels; a fine label
+      outside ``[0, 100)`` or a coarse one outside ``[0, 20)`` (naming the
+      first); a fine class in two superclasses; a superclass with fewer than
+      ``num_tasks`` classes.
   """
   num_tasks = _check_int(
       "domain_cifar100: num_tasks", num_tasks, 1, CIFAR100_FINE_PER_COARSE
@@ -287,6 +324,7 @@ def domain_cifar100(data: ImageDataset, num_tasks: int = 5) -> TaskStream:
         "domain_cifar100 needs the superclass labels (train_coarse_labels,"
         " test_coarse_labels); load the data with ngm_jax.data.load_cifar100."
     )
+  _check_labels(data, "domain_cifar100", 100, coarse=20)
   pairs = np.unique(
       np.stack([data.train_labels, data.train_coarse_labels], axis=1), axis=0
   )  # (fine, coarse), sorted by fine id
@@ -334,6 +372,7 @@ def _split_class_ranges(
   """
   num_tasks = _check_int(f"{name}: num_tasks", num_tasks, 1)
   per = _check_int(f"{name}: classes_per_task", classes_per_task, 1)
+  _check_labels(data, name, 100)  # CIFAR-100's and mini-ImageNet's 100 classes
   needed = num_tasks * per
   held = len(np.unique(data.train_labels))
   if needed > held:
@@ -412,8 +451,10 @@ def rotated(
 
   ``interpolation`` is :func:`ngm_jax.transforms.rotate_images`'s:
   ``"nearest"`` (torchvision's / Pillow's ``rotate``, pixel for pixel) or
-  ``"bilinear"``.
+  ``"bilinear"``. Every label must be a class id of the head,
+  ``[0, num_classes)`` (ValueError naming the first that is not).
   """
+  _check_labels(data, name, num_classes)
   return _from_tasks(
       name,
       [f"{a:g}°" for a in angles],
@@ -508,8 +549,10 @@ def permuted(
 
   Raises:
     ValueError: a row of ``permutations`` is not a permutation of the pixel
-      positions; ``train_per_task`` below 1.
+      positions; ``train_per_task`` below 1; a label outside
+      ``[0, num_classes)`` (naming the first).
   """
+  _check_labels(data, name, num_classes)
   perms = np.asarray(permutations)
   pixels = int(np.prod(data.train_images.shape[1:3]))
   if perms.ndim != 2 or perms.shape[1] != pixels:

@@ -28,6 +28,7 @@ from ngm_jax.cli import report as report_command
 from ngm_jax.cli import run as run_command
 from ngm_jax.cli import tune as tune_command
 from ngm_jax.data import DataUnavailableError
+from ngm_jax.files import WriteError
 from ngm_jax.segment_actions import PeerLost, peer_lost
 
 __all__ = ["COMMANDS", "parser", "main", "resume_command"]
@@ -35,7 +36,8 @@ __all__ = ["COMMANDS", "parser", "main", "resume_command"]
 #: Subcommand name → its module: ``HELP`` (one line), ``add_arguments(parser)``
 #: (its flags), ``run(args)`` (does it; returns None or an exit code). A new
 #: subcommand is such a module and one entry here; :func:`main` answers its
-#: ValueError, TypeError and DataUnavailableError with one line and exit code 2.
+#: ValueError, TypeError and DataUnavailableError with one line and exit code 2
+#: (a WriteError, a file the disk refused, also with the command that resumes).
 COMMANDS: dict[str, ModuleType] = {"run": run_command, "tune": tune_command,
                                    "report": report_command}
 
@@ -78,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   resumable = getattr(args, "resume", None) is not None  # the command takes --resume
   try:
     code = COMMANDS[args.command].run(args)
+  except WriteError as e:  # a full or read-only disk: what was saved is kept
+    print(f"error: {e}" + (f"\nOnce it can be written, continue with:\n  {resume_command(argv)}"
+                           if resumable else ""), file=sys.stderr, flush=True)
+    return 2
   except (ValueError, TypeError, DataUnavailableError) as e:
     if peer_lost(e):  # JaxRuntimeError is a ValueError
       return _peer_lost(e, args, argv)

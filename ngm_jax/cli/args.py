@@ -20,8 +20,8 @@ from ngm_jax import benchmarks, checks
 from ngm_jax.transforms import INTERPOLATIONS
 
 __all__ = ["comma_separated", "flag_type", "count_type", "name_type", "seconds_type",
-           "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "as_flags", "add_experiment_flags",
-           "check_out"]
+           "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "as_flags",
+           "add_experiment_flags", "check_out", "check_out_path"]
 
 
 def flag_of(name: str) -> str:
@@ -249,13 +249,11 @@ def add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
                            " in $NGM_JAX_COMPILE_CACHE or ~/.cache/ngm-jax/jax)")
 
 
-def check_out(out: str | os.PathLike, overwrite: bool, flag: str = "--out",
-              resume: bool = False) -> None:
-  """Checks an output folder before anything is loaded or trained.
+def check_out_path(out: str | os.PathLike, flag: str = "--out") -> None:
+  """Checks that a folder can be made or written at ``out``.
 
   Raises:
-    ValueError: ``out`` (or a folder above it) is a file, is not writable,
-      or already holds a run and neither ``overwrite`` nor ``resume``.
+    ValueError: ``out`` (or a folder above it) is a file, or is not writable.
   """
   out = Path(out)
   if out.exists() and not out.is_dir():
@@ -267,6 +265,18 @@ def check_out(out: str | os.PathLike, overwrite: bool, flag: str = "--out",
     raise ValueError(f"{flag} {out}: {above} is a file, so no folder can be made under it.")
   if not os.access(above, os.W_OK | os.X_OK):
     raise ValueError(f"{flag} {out}: {above} is not writable.")
+
+
+def check_out(out: str | os.PathLike, overwrite: bool, flag: str = "--out",
+              resume: bool = False) -> None:
+  """Checks an output folder before anything is loaded or trained.
+
+  Raises:
+    ValueError: ``out`` (or a folder above it) is a file, is not writable,
+      or already holds a run and neither ``overwrite`` nor ``resume``.
+  """
+  out = Path(out)
+  check_out_path(out, flag)
   held = [name for name in ("curves.npz", "run.json") if (out / name).exists()]
   if held and not (overwrite or resume):
     raise ValueError(f"{flag} {out}: already holds a run ({', '.join(held)}); pass --overwrite"

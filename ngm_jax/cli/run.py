@@ -29,8 +29,9 @@ from typing import Any, Sequence
 
 import jax
 
+from ngm_jax import folder_lock
 from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, check_out,
-                              comma_separated, flag_of_record, seconds_type)
+                              check_out_path, comma_separated, flag_of_record, seconds_type)
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.execution import LOOPS, SEED_AXES
@@ -185,6 +186,15 @@ def run(args: argparse.Namespace) -> None:
   if args.resume and args.overwrite:
     raise ValueError("--resume and --overwrite: choose one (--resume continues the run in"
                      f" {out}, --overwrite replaces it).")
+  check_out_path(out)
+  # One run per folder (process 0 holds the lock): a run writing there is
+  # named before anything else is said about the folder.
+  with folder_lock.holding(out, hold=jax.process_index() == 0):
+    _run(args, config, train, out)
+
+
+def _run(args: argparse.Namespace, config, train, out: str) -> None:
+  """:func:`run` with ``out``'s lock held."""
   stopped = (Path(out) / "checkpoints").exists() or (
       (Path(out) / "run.json").exists() and not (Path(out) / "curves.npz").exists())
   if stopped and not (args.resume or args.overwrite):

@@ -30,7 +30,11 @@ import argparse
 import inspect
 from typing import Any, Mapping
 
-from ngm_jax.cli.args import add_compile_cache_flag, add_experiment_flags, comma_separated, count_type, seconds_type
+import jax
+
+from ngm_jax import folder_lock
+from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, check_out_path,
+                              comma_separated, count_type, seconds_type)
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.cli.run import find_factory
@@ -138,6 +142,14 @@ def run(args: argparse.Namespace) -> None:
   if args.resume and args.overwrite:
     raise ValueError("--resume and --overwrite: choose one.")
   optimizers = {e: (load_tunable(e) if ":" in e else e) for e in args.optimizers}
+  check_out_path(out)
+  with folder_lock.holding(out, hold=jax.process_index() == 0):  # one run per folder
+    _tune(args, optimizers, config, out)
+  print(f"Wrote {out}/: tuning.json, tuning.md, tradeoff.png, search/, and the final run's"
+        " curves.npz, run.json, metrics.json, table.md, figure.png")
+
+
+def _tune(args: argparse.Namespace, optimizers, config, out: str) -> None:
   experiment = load_experiment(args, config)
   tune(experiment.stream, optimizers, experiment.train,
        budget=args.budget, search_seeds=args.search_seeds, num_seeds=experiment.num_seeds,
@@ -146,5 +158,3 @@ def run(args: argparse.Namespace) -> None:
        overwrite=args.overwrite, resume=args.resume, show_progress=not args.no_progress,
        devices=args.devices, checkpoint_every_s=args.checkpoint_every_s,
        compile_cache=not args.no_compile_cache)
-  print(f"Wrote {out}/: tuning.json, tuning.md, tradeoff.png, search/, and the final run's"
-        " curves.npz, run.json, metrics.json, table.md, figure.png")
