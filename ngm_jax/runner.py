@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ngm_jax import benchmarks, results
+from ngm_jax import benchmarks, folder_lock, results
 from ngm_jax.checkpoint import RunCheckpoints, RunStopped, StopRequest
 from ngm_jax.execution import (Segments, Stopped, host_carry_shape, resolve_execution,
                                train_seeds)
@@ -175,44 +175,45 @@ def run_benchmark(
   writer = jax.process_index() == 0
   out = Path(out) if out is not None else None
   work = _work_folder(out, overwrite, resume, writer)
-  check_fits(stream)
+  with _released_on_error(out if writer else None):
+    check_fits(stream)
 
-  data = train_data(stream)
-  keys = seed_keys(seeds)
-  parts = {label: make_train_parts(stream, spec, variant_config, **net, sampler=sampler,
-                                   data=data, unroll=(loop == "chunked"))
-           for label, (spec, variant_config, _) in variants.items()}
-  record = _record(stream, config, variants, parts, net, data, keys, seeds, seed_hyperparams,
-                   {"loop": loop, "seed_axis": seed_axis}, mesh, extra_meta)
-  start = resume_plan(work, record, resume=resume, checkpoint=bool(checkpoint_every_s))
-  if resume and writer:
-    print(describe_resume(start, out, work, stream.num_tasks * config.iterations_per_task),
-          flush=True)
-  meta, curves = start.meta, dict(start.curves)
-  if work is not None and writer:
-    results.write_json(work / "run.json", meta)
-  run = _Run(stream, config, keys, mesh, loop, seed_axis, work, writer, show_progress,
-             start.checkpoints if checkpoint_every_s else None, checkpoint_every_s)
-  wall_start = time.perf_counter()
-  with StopRequest(announce=writer) if work is not None else contextlib.nullcontext(
-      _NO_STOP) as stop:
-    for n, (label, part) in enumerate(parts.items(), 1):
-      if label in curves:
-        continue
-      if agree(stop.signum, False, work).signum is not None:
-        raise RunStopped(agree(stop.signum, False, work).signum, work)
-      pending = start.pending if start.pending and start.pending[1]["variant"] == label else None
-      curves[label], meta["timings"][label] = _train_variant(
-          run, label, n, len(parts), part, seed_hyperparams.get(label), stop, pending,
-          start.checkpoints)
-      if work is not None and writer:
-        results.save_result(results.Result(curves, _iterations(stream, config), meta), work)
-        results.append_log(work, {"optimizer": label, **meta["timings"][label]})
-  meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
-  result = results.Result({label: curves[label] for label in variants},
-                          _iterations(stream, config), meta)
-  _finish(result, out, work, writer, start.checkpoints)
-  return result
+    data = train_data(stream)
+    keys = seed_keys(seeds)
+    parts = {label: make_train_parts(stream, spec, variant_config, **net, sampler=sampler,
+                                     data=data, unroll=(loop == "chunked"))
+             for label, (spec, variant_config, _) in variants.items()}
+    record = _record(stream, config, variants, parts, net, data, keys, seeds, seed_hyperparams,
+                     {"loop": loop, "seed_axis": seed_axis}, mesh, extra_meta)
+    start = resume_plan(work, record, resume=resume, checkpoint=bool(checkpoint_every_s))
+    if resume and writer:
+      print(describe_resume(start, out, work, stream.num_tasks * config.iterations_per_task),
+            flush=True)
+    meta, curves = start.meta, dict(start.curves)
+    if work is not None and writer:
+      results.write_json(work / "run.json", meta)
+    run = _Run(stream, config, keys, mesh, loop, seed_axis, work, writer, show_progress,
+               start.checkpoints if checkpoint_every_s else None, checkpoint_every_s)
+    wall_start = time.perf_counter()
+    with StopRequest(announce=writer) if work is not None else contextlib.nullcontext(
+        _NO_STOP) as stop:
+      for n, (label, part) in enumerate(parts.items(), 1):
+        if label in curves:
+          continue
+        if agree(stop.signum, False, work).signum is not None:
+          raise RunStopped(agree(stop.signum, False, work).signum, work)
+        pending = start.pending if start.pending and start.pending[1]["variant"] == label else None
+        curves[label], meta["timings"][label] = _train_variant(
+            run, label, n, len(parts), part, seed_hyperparams.get(label), stop, pending,
+            start.checkpoints)
+        if work is not None and writer:
+          results.save_result(results.Result(curves, _iterations(stream, config), meta), work)
+          results.append_log(work, {"optimizer": label, **meta["timings"][label]})
+    meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
+    result = results.Result({label: curves[label] for label in variants},
+                            _iterations(stream, config), meta)
+    _finish(result, out, work, writer, start.checkpoints)
+    return result
 
 
 # The steps of run_benchmark, in the order it takes them.
@@ -390,6 +391,18 @@ def _finish(result: results.Result, out: Path | None, work: Path | None, writer:
     checkpoints.remove()
   if writer:
     results.finish_out(work, out)
+
+
+@contextlib.contextmanager
+def _released_on_error(out: Path | None):
+  """Gives ``out``'s folder lock back if the run ends in an error (a finished
+  run gives it back when its folder takes ``out``'s place)."""
+  try:
+    yield
+  except BaseException:
+    if out is not None:
+      folder_lock.release(out, run=True)  # kept while a caller's holding() block is open
+    raise
 
 
 class _NoStopRequest(NamedTuple):

@@ -162,3 +162,24 @@ def test_only_process_0_of_a_multi_process_run_holds_the_lock(tmp_path):
   assert all("in use by another run" not in o for o in outputs)
   assert results.load_result(tmp_path / "out").meta["mesh"]["processes"] == 2
   assert not (tmp_path / "out.lock").exists()
+
+
+def test_a_library_run_that_stops_in_an_error_gives_its_lock_back(tmp_path, monkeypatch):
+  # run_benchmark with out= takes out's lock; an error inside the run (here
+  # the data do not fit) gives it back, so another process may use the folder.
+  import ngm_jax  # pylint: disable=g-import-not-at-top
+  from ngm_jax import runner, streams  # pylint: disable=g-import-not-at-top
+  from ngm_jax.train import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tests.conftest import fake_mnist  # pylint: disable=g-import-not-at-top
+
+  def too_large(stream):
+    assert folder_lock.lock_path(out).exists()  # held while the run prepares
+    raise ValueError("does not fit")
+
+  monkeypatch.setattr(runner, "check_fits", too_large)
+  out = tmp_path / "run"
+  with pytest.raises(ValueError, match="does not fit"):
+    ngm_jax.run_benchmark(streams.split_mnist(fake_mnist()), ["sgd"],
+                          TrainConfig(iterations_per_task=2, batch_size=4, task_eval_every=2),
+                          num_seeds=1, out=out, show_progress=False)
+  assert folder_lock.holder(out) is None and not folder_lock.lock_path(out).exists()
