@@ -12,29 +12,40 @@ folder with one numbered step per save (the two newest kept), each holding
              ran (loop, seed_axis, devices); the carry has the same form in
              every mode, so train_seeds resumes it in any mode or device
              count (run_benchmark: with the run's loop and seed axis)
+    files.json  every file's size and SHA-256 (:mod:`ngm_jax.checkpoint_files`)
 
 A step is written at every task boundary, at most every ``checkpoint_every_s``
 seconds of compute, when a stop is requested, and after each finished
 variant; orbax writes it under a temporary name and renames it when complete,
-so a killed process leaves the previous step intact. :class:`StopRequest`
-turns SIGINT/SIGTERM into a flag the run reads between segments, and puts
-the previous handlers back when the run ends.
+so a killed process leaves the previous step intact, and a second Ctrl-C
+waits until it is written (:func:`signals_deferred`). A write that fails (a
+full or read-only disk) and a step found damaged on resume (a file cut
+short, missing or overwritten: the newest intact step is used, and the
+damaged one set aside as ``<step>.damaged``) are a :class:`CheckpointError`
+or a line on stderr naming the step and the fault, never a traceback.
+:class:`StopRequest` turns SIGINT/SIGTERM into a flag the run reads between
+segments, and puts the previous handlers back when the run ends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ngm_jax.checkpoint_files import (FILE_LIST, CheckpointError, check_file_list, describe,
+                                      quiet_orbax, write_file_list)
+
 __all__ = ["keys_as_data", "keys_from_data", "RunCheckpoints", "StopRequest", "RunStopped",
-           "checkpoint_step", "signal_exit_code"]
+           "CheckpointError", "checkpoint_step", "signal_exit_code", "signals_deferred"]
 
 #: Where a run folder keeps its checkpoints.
 FOLDER = "checkpoints"
@@ -70,6 +81,11 @@ class RunCheckpoints:
 
   Every process of a multi-process run makes one and calls :meth:`save`
   (orbax writes the host arrays from process 0 and synchronises the others).
+  A step is checked before it is used (:mod:`ngm_jax.checkpoint_files`): a
+  damaged newest step is reported, set aside and the newest intact one used;
+  a write that fails (a full or read-only disk) leaves the earlier steps as
+  they were. Either fault is a :class:`CheckpointError` naming the folder
+  and the cause, never orbax's tracebacks.
   """
 
   def __init__(self, folder: str | Path, keep: int = 2):
@@ -77,75 +93,198 @@ class RunCheckpoints:
 
     self._ocp = ocp
     self.path = Path(folder).absolute() / FOLDER
-    self._manager = ocp.CheckpointManager(
-        self.path, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False))
+    self._keep = keep
+    self._manager = None
+    self._loaded = None  # (step, meta, carry leaves, records) checked by latest()
+    try:
+      self._open()
+    except OSError as e:
+      raise CheckpointError(f"{self.path}: cannot make the checkpoint folder: {describe(e)}.",
+                            self.path) from None
+
+  def _open(self):
+    if self._manager is None:
+      ocp = self._ocp
+      with quiet_orbax():
+        self._manager = ocp.CheckpointManager(
+            self.path, options=ocp.CheckpointManagerOptions(
+                max_to_keep=self._keep, create=True, enable_async_checkpointing=False))
+    return self._manager
 
   def save(self, step: int, carry: Any, records: Any, meta: Mapping[str, Any]) -> None:
     """Writes ``carry`` (NumPy leaves, PRNG keys as key data), ``records``
     (``(steps, task1, per_task)`` dicts of NumPy arrays) and ``meta`` (JSON)
-    as ``step``, replacing a step of that number if there is one."""
+    as ``step``, replacing a step of that number if there is one. SIGINT and
+    SIGTERM wait until the step is written (:func:`signals_deferred`).
+
+    Raises:
+      CheckpointError: it could not be written (the cause and the file
+        named); the steps written before are kept as they were.
+    """
     ocp = self._ocp
     leaves = jax.tree.leaves(carry)
     flat = {f"{i:03d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     steps, task1, per_task = records
     tree = {"steps": dict(steps), "task1": dict(task1), "per_task": dict(per_task)}
     tree = jax.tree.map(np.asarray, tree)
-    if step in self._manager.all_steps():
-      self._manager.delete(step)
-    self._manager.save(step, args=ocp.args.Composite(
-        carry=ocp.args.StandardSave(flat), records=ocp.args.StandardSave(tree),
-        meta=ocp.args.JsonSave(dict(meta))), force=True)
-    self._manager.wait_until_finished()
+    self._loaded = None
+    with signals_deferred("the checkpoint being written"), quiet_orbax() as held:
+      try:
+        manager = self._open()
+        if step in manager.all_steps():
+          manager.delete(step)
+        manager.save(step, args=ocp.args.Composite(
+            carry=ocp.args.StandardSave(flat), records=ocp.args.StandardSave(tree),
+            meta=ocp.args.JsonSave(dict(meta))), force=True)
+        manager.wait_until_finished()
+        if not (self.path / str(step)).is_dir():  # orbax logged a failure and skipped the commit
+          raise RuntimeError(held.records[0].getMessage() if held.records
+                             else "orbax did not commit it")
+        if jax.process_index() == 0:
+          write_file_list(self.path / str(step))
+      except (OSError, ValueError, RuntimeError) as e:
+        self._abandon(step)
+        kept = sorted(s for s in self._steps() if s != step)
+        kept = (f"step{'s' * (len(kept) > 1)} {', '.join(map(str, kept))}" if kept
+                else "none yet")
+        raise CheckpointError(
+            f"checkpoint {step} could not be written to {self.path}: {describe(e)}. The"
+            f" checkpoints saved before are kept ({kept}); make room or make the folder"
+            " writable, then continue the run with resume=True (--resume).",
+            self.path) from None
+
+  def _abandon(self, step: int) -> None:
+    """After a failed save: orbax's threads finished, its temporary folder of
+    ``step`` removed (the space freed), the manager opened afresh next time."""
+    with contextlib.suppress(Exception):
+      self._manager.close()
+    self._manager = None
+    if jax.process_index() == 0:
+      for tmp in self.path.glob(f"{step}.orbax-checkpoint-tmp*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+      with contextlib.suppress(OSError):
+        (self.path / str(step) / f".{FILE_LIST}.tmp").unlink()
+
+  def _steps(self) -> list[int]:
+    return [int(p.name) for p in self.path.glob("*") if p.name.isdigit() and p.is_dir()]
 
   def latest(self) -> tuple[int, dict[str, Any]] | None:
-    """``(step, meta)`` of the newest complete checkpoint, or None."""
-    self._manager.reload()
-    step = self._manager.latest_step()
-    if step is None:
+    """``(step, meta)`` of the newest intact checkpoint, or None if there is
+    none. Newer damaged steps are reported on stderr and set aside
+    (``<step>.damaged``), so that the run continues from the intact one.
+
+    Raises:
+      CheckpointError: there are checkpoints, and every one is damaged (each
+        step and its fault named).
+    """
+    self._loaded = None
+    manager = self._open()
+    with quiet_orbax():
+      manager.reload()
+      steps = sorted(manager.all_steps(), reverse=True)
+    damaged = []
+    for step in steps:
+      fault, loaded = self._check(step)
+      if fault is None:
+        break
+      damaged.append((step, fault))
+    else:
+      if damaged:
+        faults = "; ".join(f"step {s}: {f}" for s, f in damaged)
+        raise CheckpointError(
+            f"{self.path}: no intact checkpoint ({faults}). Delete that folder to train the"
+            " unfinished variant from its start (finished variants are kept), or start a new"
+            " run (overwrite=True, --overwrite).", self.path)
       return None
-    restored = self._manager.restore(step, args=self._ocp.args.Composite(
-        meta=self._ocp.args.JsonRestore()))
-    return step, dict(restored["meta"])
+    self._loaded = loaded
+    if damaged:
+      self._set_aside(damaged, step)
+    return step, dict(loaded[1])
+
+  def _set_aside(self, damaged: list[tuple[int, str]], used: int) -> None:
+    """Renames each damaged step to ``<step>.damaged`` (which orbax does not
+    count as a step) and says so."""
+    for step, fault in damaged:
+      where = self.path / str(step)
+      if jax.process_index() == 0:
+        aside = self.path / f"{step}.damaged"
+        shutil.rmtree(aside, ignore_errors=True)
+        with contextlib.suppress(OSError):
+          where.rename(aside)
+        print(f"Checkpoint {where} is damaged: {fault}. Set aside as {aside.name}; using"
+              f" step {used}, the newest intact checkpoint.", file=sys.stderr, flush=True)
+    with quiet_orbax():
+      self._manager.reload()
+
+  def _check(self, step: int):
+    """``(fault or None, (step, meta, carry leaves, records))``: the step's
+    files against its file list, then read whole."""
+    folder = self.path / str(step)
+    _, fault = check_file_list(folder)
+    if fault is not None:
+      return fault, None
+    ocp = self._ocp
+    with quiet_orbax():
+      try:
+        restored = self._open().restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore(), carry=ocp.args.StandardRestore(),
+            records=ocp.args.StandardRestore()))
+        meta, flat, rec = restored["meta"], restored["carry"], restored["records"]
+      except Exception as e:  # pylint: disable=broad-except  # any fault: the step is unusable
+        return f"orbax cannot read it: {describe(e)}", None
+    if not isinstance(meta, Mapping):
+      return f"meta/metadata holds {type(meta).__name__}, not a JSON object", None
+    names = [f"{i:03d}" for i in range(len(flat or {}))]
+    if not isinstance(flat, Mapping) or sorted(flat) != names:
+      return "its carry is not the arrays 000, 001, ... that a run saves", None
+    if not isinstance(rec, Mapping) or sorted(rec) != ["per_task", "steps", "task1"]:
+      return "its records are not steps, task1 and per_task", None
+    leaves = [np.asarray(flat[name]) for name in names]
+    records = jax.tree.map(np.asarray, (dict(rec["steps"]), dict(rec["task1"]),
+                                        dict(rec["per_task"])))
+    return None, (step, dict(meta), leaves, records)
 
   def restore(self, step: int, carry_like: Any) -> tuple[Any, Any]:
     """``(carry, records)`` of ``step``, the carry in ``carry_like``'s
     structure (ShapeDtypeStructs, PRNG keys as key data).
 
     Raises:
+      CheckpointError: the step is damaged.
       ValueError: the checkpoint's carry does not have that structure (a
         different optimizer, network or number of seeds).
     """
-    ocp = self._ocp
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        carry=ocp.args.StandardRestore(), records=ocp.args.StandardRestore()))
-    flat = restored["carry"]
-    like_leaves, treedef = jax.tree.flatten(carry_like)
+    loaded, self._loaded = self._loaded, None
     where = self.path / str(step)
+    if loaded is None or loaded[0] != step:
+      fault, loaded = self._check(step)
+      if fault is not None:
+        raise CheckpointError(f"Checkpoint {where} is damaged: {fault}.", where)
+    _, _, flat, records = loaded
+    like_leaves, treedef = jax.tree.flatten(carry_like)
     if len(flat) != len(like_leaves):
       raise ValueError(f"{where}: the checkpoint holds {len(flat)} arrays, this run's carry"
                        f" {len(like_leaves)}; it was made by another optimizer or network.")
-    leaves = []
-    for i, like in enumerate(like_leaves):
-      leaf = np.asarray(flat[f"{i:03d}"])
+    for i, (leaf, like) in enumerate(zip(flat, like_leaves)):
       if leaf.shape != tuple(like.shape) or leaf.dtype != like.dtype:
         raise ValueError(f"{where}: array {i} of the carry is {leaf.dtype}{list(leaf.shape)},"
                          f" this run needs {like.dtype}{list(like.shape)}; the checkpoint was"
                          " made by another optimizer, network or number of seeds.")
-      leaves.append(leaf)
-    rec = jax.tree.map(np.asarray, restored["records"])
-    return (jax.tree.unflatten(treedef, leaves),
-            (rec["steps"], rec["task1"], rec["per_task"]))
+    return jax.tree.unflatten(treedef, flat), records
 
   def remove(self) -> None:
     """Deletes every checkpoint (the run finished)."""
-    import shutil  # pylint: disable=g-import-not-at-top
-    self._manager.close()
-    if jax.process_index() == 0:
-      shutil.rmtree(self.path, ignore_errors=True)
+    with signals_deferred("removing the checkpoints"):
+      self.close()
+      if jax.process_index() == 0:
+        shutil.rmtree(self.path, ignore_errors=True)
 
   def close(self) -> None:
-    self._manager.close()
+    """Waits for orbax's threads and closes the manager (reopened on use)."""
+    self._loaded = None
+    if self._manager is not None:
+      with quiet_orbax(), contextlib.suppress(Exception):
+        self._manager.close()
+      self._manager = None
 
 
 def signal_exit_code(signum: int) -> int:
@@ -222,3 +361,37 @@ class StopRequest:
     for signum, handler in self._previous.items():
       signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     self._previous.clear()
+
+
+@contextlib.contextmanager
+def signals_deferred(what: str) -> Iterator[None]:
+  """While active, SIGINT and SIGTERM cannot cut ``what`` short: a signal
+  whose handler would stop the process (a second Ctrl-C: KeyboardInterrupt;
+  SIGTERM's default) is held, with a note on stderr, and delivered to that
+  handler once the block has ended; a :class:`StopRequest` (which only sets
+  its flag) gets its signal at once. Outside the main thread nothing
+  changes."""
+  if threading.current_thread() is threading.main_thread():
+    held: list[int] = []
+    previous = {}
+
+    def hold(signum, frame):
+      handler = previous[signum]
+      if isinstance(getattr(handler, "__self__", None), StopRequest):
+        handler(signum, frame)  # a flag read between segments
+        return
+      held.append(signum)
+      if jax.process_index() == 0:
+        print(f"\n{signal.Signals(signum).name}: finishing {what} first, then stopping ...",
+              file=sys.stderr, flush=True)
+
+    for signum in StopRequest.SIGNALS:
+      previous[signum] = signal.signal(signum, hold)
+  try:
+    yield
+  finally:
+    if threading.current_thread() is threading.main_thread():
+      for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+      for signum in dict.fromkeys(held):
+        signal.raise_signal(signum)

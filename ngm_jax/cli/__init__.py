@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
@@ -73,8 +75,18 @@ def resume_command(argv: Sequence[str]) -> str:
   return shlex.join(_program() + args)
 
 
+def _stop_at_once_from_now() -> None:
+  """A stopped program is ending: another Ctrl-C ends it at once, without
+  Python's KeyboardInterrupt traceback from its exit handlers."""
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs ``ngm-jax`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+  """Runs ``ngm-jax`` with ``argv`` (default ``sys.argv[1:]``, the program's:
+  then, once a run has stopped, another Ctrl-C ends the process at once);
+  returns the exit code."""
+  program = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser().parse_args(argv)
   resumable = getattr(args, "resume", None) is not None  # the command takes --resume
@@ -90,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except (RunStopped, PeerLost) as e:
+    if program:
+      _stop_at_once_from_now()
     print(f"Stopped: {e}.\nContinue with:\n  {resume_command(argv)}", file=sys.stderr,
           flush=True)
     return e.exit_code
@@ -98,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     return _peer_lost(e, args, argv)
   except KeyboardInterrupt:  # before training began, or a second Ctrl-C
+    if program:
+      _stop_at_once_from_now()
     print("Interrupted." + (f" Continue with:\n  {resume_command(argv)}" if resumable else ""),
           file=sys.stderr, flush=True)
     return 130
