@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngm_jax.checkpoint_files import (FILE_LIST, CheckpointError, check_file_list, describe,
-                                      quiet_orbax, write_file_list)
+                                      join_orbax_threads, quiet_orbax, write_file_list)
 
 __all__ = ["keys_as_data", "keys_from_data", "RunCheckpoints", "StopRequest", "RunStopped",
            "CheckpointError", "checkpoint_step", "signal_exit_code", "signals_deferred"]
@@ -105,6 +105,7 @@ class RunCheckpoints:
   def _open(self):
     if self._manager is None:
       ocp = self._ocp
+      self._remove_temporary()
       with quiet_orbax():
         self._manager = ocp.CheckpointManager(
             self.path, options=ocp.CheckpointManagerOptions(
@@ -154,16 +155,24 @@ class RunCheckpoints:
             self.path) from None
 
   def _abandon(self, step: int) -> None:
-    """After a failed save: orbax's threads finished, its temporary folder of
-    ``step`` removed (the space freed), the manager opened afresh next time."""
+    """After a failed save: orbax's manager closed (opened afresh next time),
+    its threads still writing the other items waited for, the step's
+    temporary folder removed to free the space."""
     with contextlib.suppress(Exception):
       self._manager.close()
     self._manager = None
+    join_orbax_threads()
+    self._remove_temporary()
     if jax.process_index() == 0:
-      for tmp in self.path.glob(f"{step}.orbax-checkpoint-tmp*"):
-        shutil.rmtree(tmp, ignore_errors=True)
       with contextlib.suppress(OSError):
         (self.path / str(step) / f".{FILE_LIST}.tmp").unlink()
+
+  def _remove_temporary(self) -> None:
+    """Removes orbax's temporary step folders (``<step>.orbax-checkpoint-tmp``)
+    that a failed or killed save left (process 0; best effort)."""
+    if jax.process_index() == 0:
+      for tmp in self.path.glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
   def _steps(self) -> list[int]:
     return [int(p.name) for p in self.path.glob("*") if p.name.isdigit() and p.is_dir()]
@@ -379,6 +388,8 @@ def signals_deferred(what: str) -> Iterator[None]:
       handler = previous[signum]
       if isinstance(getattr(handler, "__self__", None), StopRequest):
         handler(signum, frame)  # a flag read between segments
+        if signal.getsignal(signum) is not hold:  # it handed the next one on: held too
+          previous[signum] = signal.signal(signum, hold)
         return
       held.append(signum)
       if jax.process_index() == 0:

@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
+from ngm_jax.digests import sha256_file
+
 __all__ = ["CheckpointError", "FILE_LIST", "write_file_list", "check_file_list", "describe",
-           "quiet_orbax"]
+           "quiet_orbax", "join_orbax_threads"]
 
 #: The file list a step's folder gets once orbax has committed it.
 FILE_LIST = "files.json"
-
-_CHUNK = 1 << 20
-
 
 class CheckpointError(ValueError):
   """A checkpoint that cannot be written or read: the message names the
@@ -46,14 +46,6 @@ class CheckpointError(ValueError):
   def __init__(self, message: str, path: Path):
     super().__init__(message)
     self.path = Path(path)
-
-
-def _digest(path: Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(_CHUNK), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _files(folder: Path) -> list[str]:
@@ -69,7 +61,7 @@ def write_file_list(folder: Path) -> None:
   Raises:
     OSError: it could not be written.
   """
-  listing = {name: [(folder / name).stat().st_size, _digest(folder / name)]
+  listing = {name: [(folder / name).stat().st_size, sha256_file(folder / name)]
              for name in _files(folder)}
   tmp = folder / f".{FILE_LIST}.tmp"
   tmp.write_text(json.dumps({"version": 1, "files": listing}, indent=0))
@@ -101,7 +93,7 @@ def check_file_list(folder: Path) -> tuple[bool, str | None]:
     elif (now := file.stat().st_size) != size:
       faults.append(f"{name} is {now} bytes, {size} were written"
                     f" ({'cut short' if now < size else 'grown'})")
-    elif _digest(file) != digest:
+    elif sha256_file(file) != digest:
       faults.append(f"{name} differs from what was written (SHA-256)")
   if not faults:
     return True, None
@@ -187,3 +179,14 @@ def quiet_orbax() -> Iterator[_Hold]:
   finally:
     for logger in loggers:
       logger.removeFilter(hold)
+
+
+def join_orbax_threads(timeout_s: float = 120.0) -> None:
+  """Waits (at most ``timeout_s`` in all) for orbax's worker threads that a
+  failed save leaves running (they finish the other items' writes, then log
+  the failure), so that they neither write into a folder being removed nor
+  fail at interpreter exit ("cannot schedule new futures after shutdown")."""
+  deadline = time.monotonic() + timeout_s
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and type(thread).__module__.startswith("orbax."):
+      thread.join(max(0.0, deadline - time.monotonic()))

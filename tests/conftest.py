@@ -3,6 +3,7 @@ on-disk formats, written by the tests themselves."""
 
 import os
 import pickle
+import shutil
 import socket
 
 import numpy as np
@@ -60,6 +61,28 @@ def write_mnist_idx(folder, data: ImageDataset, gz=True):
   write_idx(folder / f"t10k-images-idx3-ubyte{ext}", data.test_images)
   write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", data.test_labels)
   return folder
+
+
+def damage_checkpoint(folder, kind):
+  """Damages a checkpoint step folder as a crash, a full disk or a bad copy
+  does; ``kind``: "truncated array file", "missing meta/metadata", "emptied
+  step folder" or "garbage in a file" (its largest, same size). Returns the
+  damaged file's path in the step."""
+  big = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  if kind == "truncated array file":
+    big.write_bytes(big.read_bytes()[:big.stat().st_size // 2])
+  elif kind == "missing meta/metadata":
+    (folder / "meta" / "metadata").unlink()
+  elif kind == "emptied step folder":
+    shutil.rmtree(folder)
+    folder.mkdir()
+  elif kind == "garbage in a file":
+    data = bytearray(big.read_bytes())
+    data[100:600] = bytes(range(250)) * 2
+    big.write_bytes(bytes(data))
+  else:
+    raise ValueError(f"damage_checkpoint: unknown kind {kind!r}")
+  return big.relative_to(folder)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ continues; SIGTERM (143) during an ``--overwrite`` leaves the old run intact.
 """
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,12 +34,13 @@ import pytest
 
 import ngm_jax
 from ngm_jax import results, runner, segment_actions, sharding
-from ngm_jax.checkpoint import RunCheckpoints, RunStopped
+from ngm_jax.checkpoint import CheckpointError, RunCheckpoints, RunStopped
+from ngm_jax.checkpoint_files import check_file_list
 from ngm_jax.execution import Segments, Stopped, train_seeds
 from ngm_jax.sharding import run_mesh
 from ngm_jax.streams import split_mnist
 from ngm_jax.train import TrainConfig, _scanned, assemble_curves, make_train_parts, seed_keys
-from tests.conftest import fake_mnist, write_mnist_idx
+from tests.conftest import damage_checkpoint, fake_mnist, write_mnist_idx
 
 pytestmark = pytest.mark.slow  # subprocesses killed and resumed, segmented runs
 
@@ -391,6 +393,60 @@ def test_run_benchmark_stopped_by_a_signal_resumes_bit_for_bit(stream, tmp_path,
     _assert_same(again.curves[label], reference.curves[label])
 
 
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before_bit_for_bit(
+    stream, tmp_path, capfd, monkeypatch):
+  optimizers = ["ngm_sgd", "adam"]
+  reference = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2,
+                                    show_progress=False)
+  saver = segment_actions.SegmentActions.__call__
+
+  def signal_in_adam(self, done):
+    if self.label == "adam" and done.blocks_done == 3:
+      signal.raise_signal(signal.SIGTERM)
+    return saver(self, done)
+
+  monkeypatch.setattr(segment_actions.SegmentActions, "__call__", signal_in_adam)
+  out = tmp_path / "run"
+  with pytest.raises(RunStopped):  # a checkpoint after every segment
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=out,
+                          show_progress=False, checkpoint_every_s=1e-9)
+  monkeypatch.undo()
+  # adam's last two steps (variant 2 of 10 blocks: 22 + blocks; a step may
+  # hold the segment in flight too).
+  older, newest = sorted(int(p.name) for p in (out / "checkpoints").iterdir())
+  assert 22 < older < newest <= 26, (older, newest)
+  at = 3 * (older - 22)  # iterations done at the older step
+  for kind in ("truncated array file", "missing meta/metadata", "emptied step folder",
+               "garbage in a file"):
+    copy = tmp_path / kind.replace(" ", "_").replace("/", "_")
+    shutil.copytree(out, copy)
+    damage_checkpoint(copy / "checkpoints" / str(newest), kind)
+    capfd.readouterr()
+    result = ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=copy,
+                                   resume=True, show_progress=False)
+    printed = capfd.readouterr()
+    assert f"Checkpoint {copy / 'checkpoints' / str(newest)} is damaged: " in printed.err, kind
+    assert f"using step {older}, the newest intact checkpoint." in printed.err
+    assert "Traceback" not in printed.err and "absl" not in printed.err
+    assert (f"adam from iteration {at} of 30 (checkpoint {copy / 'checkpoints' / str(older)})"
+            in printed.out)
+    assert result.meta["timings"]["adam"]["resumed_at_iteration"] == at
+    for label in optimizers:
+      _assert_same(result.curves[label], reference.curves[label])
+    assert not (copy / "checkpoints").exists()  # removed, with the damaged step, at the end
+  # Both damaged: refused, naming each step's fault; nothing trained or changed.
+  both = tmp_path / "both"
+  shutil.copytree(out, both)
+  damage_checkpoint(both / "checkpoints" / str(newest), "garbage in a file")
+  damage_checkpoint(both / "checkpoints" / str(older), "emptied step folder")
+  with pytest.raises(CheckpointError, match=(
+      f"no intact checkpoint \\(step {newest}: .* differs from what was written \\(SHA-256\\);"
+      f" step {older}: the folder is empty\\)")):
+    ngm_jax.run_benchmark(stream, optimizers, CONFIG, num_seeds=2, out=both, resume=True,
+                          show_progress=False)
+  assert sorted(p.name for p in (both / "checkpoints").iterdir()) == [str(older), str(newest)]
+
+
 # ---------------------------------------------------------------------------
 # The command line, in subprocesses.
 
@@ -530,3 +586,72 @@ def test_sigterm_during_overwrite_keeps_the_old_run_then_resume_replaces_it(cli)
   assert not partial.exists()
   _curves_equal(out, reference)
   assert "resumed" in results.read_json(out / "run.json")  # the new run took its place
+
+
+def _script(name, *args):
+  return [sys.executable, str(ROOT / "tests" / "scripts" / name), *args]
+
+
+def test_a_second_sigint_while_a_checkpoint_is_written_ends_cleanly_then_resumes(cli):
+  root, data_dir, reference = cli
+  out = root / "twice"
+  proc = _start(_script("double_sigint.py", *_command(data_dir, out)[3:]))
+  _wait_for_checkpoint(proc, out, TOTAL_BLOCKS + 2)
+  proc.send_signal(signal.SIGINT)  # the second comes from inside the stop's checkpoint write
+  code, _, err = _finish(proc)
+  assert code == 130, err
+  assert "double_sigint: second SIGINT mid-save" in err
+  assert "SIGINT: finishing the checkpoint being written first, then stopping ..." in err
+  assert "Traceback" not in err and "Exception" not in err and "absl" not in err, err
+  assert err.strip().splitlines()[-1].strip().endswith(" --resume")
+  # The step being written when the second one came was finished: no temporary
+  # step, the newest whole with its file list.
+  steps = out / "checkpoints"
+  names = sorted(p.name for p in steps.iterdir())
+  assert all(name.isdigit() for name in names), names
+  assert check_file_list(steps / max(names, key=int)) == (True, None)
+
+  # Both steps of a copy damaged: --resume is refused with one line, exit code 2.
+  broken = root / "twice_broken"
+  shutil.copytree(out, broken)
+  for name in names:
+    damage_checkpoint(broken / "checkpoints" / name, "missing meta/metadata")
+  code, _, err = _finish(_start(_command(data_dir, broken, "--resume")))
+  assert code == 2, err
+  assert err.startswith(f"error: {broken / 'checkpoints'}: no intact checkpoint (step ")
+  assert "meta/metadata is missing" in err and len(err.strip().splitlines()) == 1, err
+
+  code, stdout, err = _finish(_start(_command(data_dir, out, "--resume")))
+  assert code == 0, err
+  assert "is damaged" not in err and "ngm_sgd from iteration" in stdout
+  _curves_equal(out, reference)
+
+
+def test_a_disk_that_fills_up_ends_with_one_message_then_resumes(cli):
+  root, data_dir, reference = cli
+  out = root / "full"
+  # ngm_sgd (variant 1, steps 51 + blocks) checkpoints at its 5 task boundaries,
+  # adam (102 + blocks) at its first; its next one hits the limit. (A step
+  # may hold the segment in flight too: 51 + 50, 102 + 10 or 11, ...)
+  command = _command(data_dir, out, "--checkpoint-every-s", "1000")[3:]
+  code, _, err = _finish(_start(_script("full_disk.py", "6", *command)))
+  assert code == 2, err
+  steps = out / "checkpoints"
+  kept = sorted(int(p.name) for p in steps.iterdir())  # no temporary step left
+  assert len(kept) == 2 and kept[0] == 101 and 112 <= kept[1] <= 113, kept
+  failed = re.match(rf"error: checkpoint (\d+) could not be written to {re.escape(str(steps))}:"
+                    rf" File too large \[EFBIG\]: {re.escape(str(steps))}/\1\.orbax-checkpoint-tmp/",
+                    err)
+  assert failed and 122 <= int(failed.group(1)) <= 123, err
+  assert err.rstrip().endswith(
+      f"The checkpoints saved before are kept (steps {kept[0]}, {kept[1]}); make room or make"
+      " the folder writable, then continue the run with resume=True (--resume)."), err
+  assert len(err.strip().splitlines()) == 1, err  # no orbax thread tracebacks
+  saved, _ = results.load_curves(out / "curves.npz")
+  assert list(saved) == ["ngm_sgd"]  # the finished variant kept
+
+  code, stdout, err = _finish(_start(_command(data_dir, out, "--resume")))
+  assert code == 0, err
+  assert "finished ngm_sgd" in stdout
+  assert f"adam from iteration {10 * (kept[1] - 102)} of 500" in stdout
+  _curves_equal(out, reference)
