@@ -218,10 +218,13 @@ class RunCheckpoints:
       if jax.process_index() == 0:
         aside = self.path / f"{step}.damaged"
         shutil.rmtree(aside, ignore_errors=True)
-        with contextlib.suppress(OSError):
+        try:
           where.rename(aside)
-        print(f"Checkpoint {where} is damaged: {fault}. Set aside as {aside.name}; using"
-              f" step {used}, the newest intact checkpoint.", file=sys.stderr, flush=True)
+          moved = f"Set aside as {aside.name}"
+        except OSError as e:
+          moved = f"It could not be set aside ({describe(e)})"
+        print(f"Checkpoint {where} is damaged: {fault}. {moved}; using step {used}, the"
+              " newest intact checkpoint.", file=sys.stderr, flush=True)
     with quiet_orbax():
       self._manager.reload()
 
