@@ -144,9 +144,8 @@ class RunCheckpoints:
         if jax.process_index() == 0:
           write_file_list(self.path / str(step))
       except (OSError, ValueError, RuntimeError) as e:
-        from ngm_jax.segment_actions import peer_lost  # pylint: disable=g-import-not-at-top
-        if peer_lost(e):  # orbax's barrier lost a process: the run's PeerLost tells it
-          raise
+        if jax.process_count() > 1 and isinstance(e, jax.errors.JaxRuntimeError):
+          raise  # orbax's barrier lost a process: the runner's PeerLost tells it
         self._abandon(step)
         kept = sorted(s for s in self._steps() if s != step)
         kept = (f"step{'s' * (len(kept) > 1)} {', '.join(map(str, kept))}" if kept
