@@ -138,10 +138,10 @@ class RunCheckpoints:
             carry=ocp.args.StandardSave(flat), records=ocp.args.StandardSave(tree),
             meta=ocp.args.JsonSave(dict(meta))), force=True)
         manager.wait_until_finished()
-        if not (self.path / str(step)).is_dir():  # orbax logged a failure and skipped the commit
-          raise RuntimeError(held.records[0].getMessage() if held.records
-                             else "orbax did not commit it")
-        if jax.process_index() == 0:
+        if jax.process_index() == 0:  # the process that commits (the others' folders may differ)
+          if not (self.path / str(step)).is_dir():  # orbax logged a failure, did not commit
+            raise RuntimeError(held.records[0].getMessage() if held.records
+                               else "orbax did not commit it")
           write_file_list(self.path / str(step))
       except (OSError, ValueError, RuntimeError) as e:
         if jax.process_count() > 1 and isinstance(e, jax.errors.JaxRuntimeError):
