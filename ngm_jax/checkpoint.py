@@ -22,7 +22,8 @@ waits until it is written (:func:`signals_deferred`). A write that fails (a
 full or read-only disk) and a step found damaged on resume (a file cut
 short, missing or overwritten: the newest intact step is used, and the
 damaged one set aside as ``<step>.damaged``) are a :class:`CheckpointError`
-or a line on stderr naming the step and the fault, never a traceback.
+(:class:`CheckpointWriteError`, a :class:`ngm_jax.files.WriteError`, for a
+write) or a line on stderr naming the step and the fault, never a traceback.
 :class:`StopRequest` turns SIGINT/SIGTERM into a flag the run reads between
 segments, and puts the previous handlers back when the run ends.
 """
@@ -41,11 +42,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngm_jax.checkpoint_files import (FILE_LIST, CheckpointError, check_file_list, describe,
-                                      join_orbax_threads, quiet_orbax, write_file_list)
+from ngm_jax.checkpoint_files import (FILE_LIST, CheckpointError, CheckpointWriteError,
+                                      check_file_list, describe, join_orbax_threads, os_error,
+                                      quiet_orbax, write_file_list)
 
 __all__ = ["keys_as_data", "keys_from_data", "RunCheckpoints", "StopRequest", "RunStopped",
-           "CheckpointError", "checkpoint_step", "signal_exit_code", "signals_deferred"]
+           "CheckpointError", "CheckpointWriteError", "checkpoint_step", "signal_exit_code",
+           "signals_deferred"]
 
 #: Where a run folder keeps its checkpoints.
 FOLDER = "checkpoints"
@@ -99,8 +102,8 @@ class RunCheckpoints:
     try:
       self._open()
     except OSError as e:
-      raise CheckpointError(f"{self.path}: cannot make the checkpoint folder: {describe(e)}.",
-                            self.path) from None
+      raise CheckpointWriteError(f"{self.path}: cannot make the checkpoint folder:"
+                                 f" {describe(e)}.", self.path, e) from None
 
   def _open(self):
     if self._manager is None:
@@ -119,8 +122,9 @@ class RunCheckpoints:
     SIGTERM wait until the step is written (:func:`signals_deferred`).
 
     Raises:
-      CheckpointError: it could not be written (the cause and the file
-        named); the steps written before are kept as they were.
+      CheckpointWriteError: it could not be written (the cause and the file
+        named; an OSError and a ValueError); the steps written before are
+        kept as they were.
     """
     ocp = self._ocp
     leaves = jax.tree.leaves(carry)
@@ -150,11 +154,10 @@ class RunCheckpoints:
         kept = sorted(s for s in self._steps() if s != step)
         kept = (f"step{'s' * (len(kept) > 1)} {', '.join(map(str, kept))}" if kept
                 else "none yet")
-        raise CheckpointError(
+        raise CheckpointWriteError(
             f"checkpoint {step} could not be written to {self.path}: {describe(e)}. The"
-            f" checkpoints saved before are kept ({kept}); make room or make the folder"
-            " writable, then continue the run with resume=True (--resume).",
-            self.path) from None
+            f" checkpoints saved before are kept ({kept}).", self.path,
+            os_error(e) or OSError(None, describe(e))) from None
 
   def _abandon(self, step: int) -> None:
     """After a failed save: orbax's manager closed (opened afresh next time),

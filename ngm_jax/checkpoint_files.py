@@ -10,7 +10,9 @@ by an older version, or killed between orbax's commit and the list) is
 checked by reading it.
 
 :func:`describe` turns an ``OSError`` or orbax's wrapped errors (TensorStore's
-``ValueError`` with ``[os_error_code='28']``) into the cause and the file;
+``ValueError`` with ``[os_error_code='28']``) into the cause and the file, and
+a failed write is a :class:`CheckpointWriteError` (a
+:class:`ngm_jax.files.WriteError`, as every refused write of a run);
 :func:`quiet_orbax` keeps orbax's background-thread tracebacks off the
 terminal while a step is read or written, since the fault is reported once,
 by :class:`CheckpointError`.
@@ -31,21 +33,33 @@ from pathlib import Path
 from typing import Iterator
 
 from ngm_jax.digests import sha256_file
+from ngm_jax.files import WriteError
 
-__all__ = ["CheckpointError", "FILE_LIST", "write_file_list", "check_file_list", "describe",
+__all__ = ["CheckpointError", "CheckpointWriteError", "FILE_LIST", "os_error", "write_file_list", "check_file_list", "describe",
            "quiet_orbax", "join_orbax_threads"]
 
 #: The file list a step's folder gets once orbax has committed it.
 FILE_LIST = "files.json"
 
 class CheckpointError(ValueError):
-  """A checkpoint that cannot be written or read: the message names the
-  folder and the fault (the command line answers it with one line and exit
-  code 2). ``path``: the checkpoint folder or step."""
+  """A checkpoint that cannot be read or written: the message names the
+  folder or step and the fault (the command line answers it with one line and
+  exit code 2). ``path``: the checkpoint folder or step."""
 
   def __init__(self, message: str, path: Path):
     super().__init__(message)
     self.path = Path(path)
+
+
+class CheckpointWriteError(WriteError, CheckpointError):
+  """A checkpoint that could not be written (a full or read-only disk, ...):
+  a :class:`ngm_jax.files.WriteError` as every refused write of a run is
+  (the command line adds the command that resumes), and a
+  :class:`CheckpointError`. ``errno``, ``filename``: the failed call's."""
+
+  def __init__(self, message: str, path: Path, cause: OSError):  # pylint: disable=super-init-not-called
+    WriteError.__init__(self, cause.filename or path, cause)
+    self.message, self.path = message, Path(path)
 
 
 def _files(folder: Path) -> list[str]:
@@ -106,24 +120,30 @@ _TS_FILE = re.compile(r'(?:Failed writing|Failed to open|Error (?:reading|writin
                       r' OCDBT database at local file|writing local file): "([^"]+)"')
 
 
-def _errno_text(code: int, file: str | None) -> str:
-  text = f"{os.strerror(code)} [{errno.errorcode.get(code, code)}]"
-  return text + (f": {file}" if file else "")
+def os_error(error: BaseException) -> OSError | None:
+  """The ``OSError`` behind a failed write or read: ``error`` or one it was
+  raised from, or TensorStore's ``[os_error_code=N]`` (orbax's ``ValueError``)
+  as one, with the file it names; None if there is none."""
+  for e in (error, error.__cause__, error.__context__):
+    if isinstance(e, OSError) and e.errno:
+      return e
+  text = str(error)
+  code = _TS_ERRNO.search(text)
+  if code is None:
+    return None
+  file = _TS_FILE.findall(text)
+  return OSError(int(code.group(1)), os.strerror(int(code.group(1))), file[-1] if file else None)
 
 
 def describe(error: BaseException) -> str:
-  """The cause of a failed write or read, in a phrase: an ``OSError``'s
-  reason and file (``No space left on device [ENOSPC]: /path``),
-  TensorStore's ``[os_error_code=N]`` as the same, else the error's type and
-  first line."""
-  for e in (error, error.__cause__, error.__context__):
-    if isinstance(e, OSError) and e.errno:
-      return _errno_text(e.errno, e.filename)
+  """The cause of a failed write or read, in a phrase: the reason and the
+  file of its ``OSError`` (:func:`os_error`; ``No space left on device
+  [ENOSPC]: /path``), else the error's type and first line."""
+  cause = os_error(error)
+  if cause is not None:
+    code = errno.errorcode.get(cause.errno, cause.errno)
+    return f"{cause.strerror} [{code}]" + (f": {cause.filename}" if cause.filename else "")
   text = str(error).strip() or type(error).__name__
-  code = _TS_ERRNO.search(text)
-  if code:
-    file = _TS_FILE.findall(text)
-    return _errno_text(int(code.group(1)), file[-1] if file else None)
   first = text.splitlines()[0].rstrip(".")
   return f"{type(error).__name__}: {first[:400]}"
 

@@ -12,7 +12,8 @@ import pytest
 from ngm_jax import plots, results
 from ngm_jax.checkpoint import (CheckpointError, RunCheckpoints, RunStopped, StopRequest,
                                 keys_as_data, keys_from_data, signals_deferred)
-from ngm_jax.checkpoint_files import check_file_list, describe
+from ngm_jax.checkpoint_files import CheckpointWriteError, check_file_list, describe
+from ngm_jax.files import WriteError
 from ngm_jax.execution import host_carry_shape
 from ngm_jax.streams import split_mnist
 from ngm_jax.train import TrainConfig, make_train_parts, seed_keys
@@ -299,11 +300,13 @@ def test_a_failed_write_is_one_error_and_keeps_the_steps_before(parts, tmp_path,
     with pytest.raises(CheckpointError) as failed:
       checkpoints.save(11, carry, records, {"variant": "a", "blocks_done": 5})
   steps = tmp_path / "checkpoints"
+  file = f"{steps}/11.orbax-checkpoint-tmp/meta.orbax-checkpoint-tmp/metadata"
   assert str(failed.value) == (
       f"checkpoint 11 could not be written to {steps}: No space left on device [ENOSPC]:"
-      f" {steps}/11.orbax-checkpoint-tmp/meta.orbax-checkpoint-tmp/metadata. The checkpoints"
-      " saved before are kept (steps 7, 9); make room or make the folder writable, then"
-      " continue the run with resume=True (--resume).")
+      f" {file}. The checkpoints saved before are kept (steps 7, 9).")
+  # A WriteError as every refused write of a run (the command line adds how to resume).
+  assert isinstance(failed.value, WriteError) and isinstance(failed.value, ValueError)
+  assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, file)
   err = capfd.readouterr().err
   assert "Traceback" not in err and "ERROR" not in err, err
   assert sorted(p.name for p in steps.iterdir()) == ["7", "9"]  # the temporary one removed
@@ -323,8 +326,8 @@ def test_a_read_only_folder_is_one_error(parts, tmp_path):
   checkpoints.save(1, carry, ({"a": np.ones((2, 1))},) * 3, {"variant": "a"})
   (tmp_path / "checkpoints").chmod(0o555)
   try:
-    with pytest.raises(CheckpointError, match="could not be written to .*Permission denied"
-                                              r" \[EACCES\].*kept \(step 1\)"):
+    with pytest.raises(CheckpointWriteError, match="could not be written to .*Permission"
+                                                   r" denied \[EACCES\].*kept \(step 1\)"):
       checkpoints.save(2, carry, ({"a": np.ones((2, 1))},) * 3, {"variant": "a"})
   finally:
     (tmp_path / "checkpoints").chmod(0o755)
