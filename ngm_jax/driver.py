@@ -68,6 +68,11 @@ class SegmentDone(NamedTuple):
       ``[S, ...]``, PRNG keys as key data), every record so far
       (``(steps, task1, per_task)``, each ``[S, blocks_done, ...]``) and the
       blocks they cover (``blocks_done`` or one segment more).
+    records: this segment's records, already on the host (no transfer):
+      ``(steps, task1, per_task)`` of NumPy ``[S, blocks, ...]`` for blocks
+      ``blocks_done - blocks + 1 .. blocks_done`` (:func:`ngm_jax.train.
+      task_eval_block`'s, with the seed and block axes first); None where a
+      caller made a SegmentDone without them.
   """
 
   blocks_done: int
@@ -75,6 +80,7 @@ class SegmentDone(NamedTuple):
   iterations_done: int
   run_s: float
   state: Callable[[], tuple[Any, Any, int]] | None
+  records: tuple | None = None
 
 
 class Stopped(Exception):
@@ -201,20 +207,20 @@ def drive(mode: Mode, segments: Segments, total: int,
   run = _Run(mode, n, segments.resume)
   report = progress if jax.process_index() == 0 else None
   depth = 2 if mode.resident else 1  # the next segment runs while one's records are read
-  reported = run.done
+  reported, entries = run.done, len(run.records)  # a resumed run's records are not reported
   while run.done < total:
     while run.dispatched < total and len(run.in_flight) < depth:
       run.dispatch()
     run.collect()
     # Once per segment collected (a checkpoint's state() collects the one in
     # flight too, which is then reported in turn).
-    while reported < run.done:
-      reported = run.done
-      done = run.done * int(np.prod(run.records[-1][0]["gain"].shape[2:]))  # x per block
+    while entries < len(run.records):
+      records, entries, reported = run.records[entries], entries + 1, reported + n
+      done = reported * int(np.prod(records[0]["gain"].shape[2:]))  # x iterations per block
       if report is not None:
         report(done * mode.passes)
       if segments.on_segment is not None and segments.on_segment(SegmentDone(
-          reported, total, done, time.perf_counter() - t1, run.state)):
+          reported, total, done, time.perf_counter() - t1, run.state, records)):
         raise Stopped(reported, total, done)
   carry = run.host_carry()
   curves = {**assemble_curves(*run.all_records()), "diverged_at": np.asarray(carry.diverged_at)}

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ngm_jax import benchmarks, folder_lock, results
+from ngm_jax import benchmarks, folder_lock, logs, results
 from ngm_jax.checkpoint import RunCheckpoints, RunStopped, StopRequest
 from ngm_jax.execution import (Segments, Stopped, host_carry_shape, resolve_execution,
                                train_seeds)
@@ -71,6 +71,7 @@ def run_benchmark(
     checkpoint_every_s: float | None = 60.0,
     seeds: Sequence[int] | None = None,
     compile_cache: bool = True,
+    log: Sequence[Any] = ("csv",),
 ) -> results.Result:
   """Trains every optimizer on seeds ``0..num_seeds-1``; returns the arrays.
 
@@ -136,6 +137,9 @@ def run_benchmark(
     loop, seed_axis: how to run (:func:`ngm_jax.execution.train_seeds`), or
       ``"auto"`` (:func:`ngm_jax.execution.default_execution`).
     show_progress: a progress bar per optimizer.
+    log: live metrics after every segment (:mod:`ngm_jax.logs`): ``"tensorboard"``,
+      ``"wandb"``, your own :class:`ngm_jax.logs.MetricWriter` s; ``out/metrics.csv``
+      (``"csv"``) whenever ``out`` is given. A resumed run continues them.
     seed_hyperparams: ``{label: {name: [num_seeds, ...]}}``, per-seed values
       set by name in that variant's initial optimizer state.
     extra_meta: recorded in ``result.meta`` (and ``run.json``).
@@ -167,6 +171,7 @@ def run_benchmark(
   seeds = _seed_list(seeds, num_seeds)
   config = _config_of(stream, config)
   _check_options(checkpoint_every_s, resume, overwrite)
+  sinks = logs.parse_log(log, out)
   net, convolutional = network(stream, model, where, preprocess, augment)
   variants = resolve_variants(optimizers, config, lambda p: gain_mask(p, net["where"]))
   seed_hyperparams = _seed_hyperparams_of(seed_hyperparams, variants)
@@ -192,11 +197,13 @@ def run_benchmark(
     meta, curves = start.meta, dict(start.curves)
     if work is not None and writer:
       results.write_json(work / "run.json", meta)
+    run_log = logs.open_run_log(sinks, work, writer=writer, resume=start.previous, meta=meta,
+                                iterations=_iterations(stream, config))
     run = _Run(stream, config, keys, mesh, loop, seed_axis, work, writer, show_progress,
-               start.checkpoints if checkpoint_every_s else None, checkpoint_every_s)
+               start.checkpoints if checkpoint_every_s else None, checkpoint_every_s, run_log)
     wall_start = time.perf_counter()
     with StopRequest(announce=writer) if work is not None else contextlib.nullcontext(
-        _NO_STOP) as stop:
+        _NO_STOP) as stop, run_log:
       for n, (label, part) in enumerate(parts.items(), 1):
         if label in curves:
           continue
@@ -312,6 +319,7 @@ class _Run(NamedTuple):
   show_progress: bool
   checkpoints: RunCheckpoints | None
   checkpoint_every_s: float | None
+  log: logs.RunLog
 
   @property
   def total(self) -> int:
@@ -342,7 +350,8 @@ def _train_variant(run: _Run, label: str, n: int, count: int, part: Any, hyperpa
       label, n, total_blocks=total_blocks, blocks_per_task=run.blocks_per_task, total=total,
       num_seeds=num_seeds, stop=stop, checkpoints=run.checkpoints,
       every_s=run.checkpoint_every_s, before=before, folder=run.work,
-      execution={"loop": run.loop, "seed_axis": run.seed_axis, "devices": int(run.mesh.size)})
+      execution={"loop": run.loop, "seed_axis": run.seed_axis, "devices": int(run.mesh.size)},
+      log=run.log.begin(label, start_state))
   # Seeds one after another (sequential), or in rounds of one per device (shard).
   passes = {"sequential": num_seeds, "shard": -(-num_seeds // run.mesh.size)}.get(
       run.seed_axis, 1)
@@ -365,6 +374,7 @@ def _train_variant(run: _Run, label: str, n: int, count: int, part: Any, hyperpa
     raise
   finally:
     bar.close()
+  run.log.end(label, curves)
   run_s = timing["run_s"] + before.get("run_s", 0.0)  # the sessions' training together
   timings = {"compile_s": round(timing["compile_s"], 2), "run_s": round(run_s, 2),
              "iterations_per_s": round(total / run_s, 2),

@@ -153,5 +153,6 @@ def run_summary(metrics: Mapping[str, Mapping[str, Any]], timings: Mapping[str, 
                              for i, (c, w) in enumerate(zip(r, widths)))
   text = [title + " (mean ± standard error over seeds, %)", line(head)] + [line(r) for r in rows]
   if out is not None:
-    text.append(f"Files in {out}/: table.md, figure.png, metrics.json, curves.npz, run.json")
+    text.append(f"Files in {out}/: table.md, figure.png, metrics.json, metrics.csv, curves.npz,"
+                " run.json")
   return "\n".join(text)

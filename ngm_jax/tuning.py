@@ -182,7 +182,8 @@ def tune(
       :func:`ngm_jax.runner.run_benchmark` does.
     show_progress: progress bars and one line per search.
     **run_kwargs: passed to every :func:`ngm_jax.runner.run_benchmark` call
-      (``devices``, ``loop``, ``seed_axis``, ``checkpoint_every_s``, ``sampler``).
+      (``devices``, ``loop``, ``seed_axis``, ``checkpoint_every_s``, ``sampler``,
+      ``log``: each search and the final runs log into their own folders).
 
   Returns:
     ``(tuning, result)``: the ``tuning.json`` record and the final runs'

@@ -49,4 +49,5 @@ def test_run_summary_puts_the_gap_beside_the_accuracy_over_all_tasks():
   assert lines[1].split()[:3] == ["optimizer", "avg-SG", "WC-ACC"]
   assert lines[2].split() == ["ngm_sgd", "2.87", "±", "0.32", "96.72", "±", "0.25", "96.00", "±",
                               "0.20", "91.00", "±", "1.00", "94.57", "±", "0.10", "5.1", "60.2"]
-  assert lines[3] == "Files in results/x/: table.md, figure.png, metrics.json, curves.npz, run.json"
+  assert lines[3] == ("Files in results/x/: table.md, figure.png, metrics.json, metrics.csv,"
+                     " curves.npz, run.json")

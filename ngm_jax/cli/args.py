@@ -21,7 +21,7 @@ from ngm_jax.transforms import INTERPOLATIONS
 
 __all__ = ["comma_separated", "flag_type", "count_type", "name_type", "seconds_type",
            "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "as_flags",
-           "add_experiment_flags", "check_out", "check_out_path"]
+           "add_experiment_flags", "add_log_flag", "check_out", "check_out_path"]
 
 
 def flag_of(name: str) -> str:
@@ -247,6 +247,28 @@ def add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--no-compile-cache", action="store_true",
                       help="do not read or write the persistent compilation cache (default: on,"
                            " in $NGM_JAX_COMPILE_CACHE or ~/.cache/ngm-jax/jax)")
+
+
+def _log_sinks(text: str) -> tuple[str, ...]:
+  """``--log`` text → sink names, each known and its library installed
+  (:func:`ngm_jax.logs.check_sinks`: a missing one names its extra)."""
+  from ngm_jax.logs import SINKS, check_sinks  # pylint: disable=g-import-not-at-top
+  names = comma_separated(str, "--log", choices=tuple(SINKS), noun="log sink")(text)
+  try:
+    check_sinks(names, "--log")
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
+  return names
+
+
+def add_log_flag(parser: argparse.ArgumentParser) -> None:
+  """``--log csv,tensorboard,wandb``: where live metrics go (:mod:`ngm_jax.logs`)."""
+  parser.add_argument("--log", type=_log_sinks, default=("csv",), metavar="SINKS",
+                      help="live metrics after every segment, comma-separated: csv"
+                           " (OUT/metrics.csv, always written), tensorboard (OUT/tensorboard/;"
+                           " pip install 'ngm-jax[tensorboard]'), wandb (a W&B run per"
+                           " optimizer, files in OUT/wandb/; pip install 'ngm-jax[wandb]';"
+                           " WANDB_MODE=offline needs no account) (default: csv)")
 
 
 def check_out_path(out: str | os.PathLike, flag: str = "--out") -> None:

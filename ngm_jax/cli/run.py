@@ -30,8 +30,9 @@ from typing import Any, Sequence
 import jax
 
 from ngm_jax import folder_lock
-from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, check_out,
-                              check_out_path, comma_separated, flag_of_record, seconds_type)
+from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, add_log_flag,
+                              check_out, check_out_path, comma_separated, flag_of_record,
+                              seconds_type)
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.execution import LOOPS, SEED_AXES
@@ -166,6 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       metavar="S",
                       help="checkpoint the training carry at every task boundary and at most every"
                            " S seconds of training (default 60; 0: no checkpoints)")
+  add_log_flag(parser)
   add_distributed_flags(parser)
   add_compile_cache_flag(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -209,7 +211,8 @@ def _run(args: argparse.Namespace, config, train, out: str) -> None:
         augment=experiment.augment, out=out, overwrite=args.overwrite, loop=args.loop,
         seed_axis=args.seed_axis, show_progress=not args.no_progress, devices=args.devices,
         extra_meta=experiment.meta, resume=args.resume,
-        checkpoint_every_s=args.checkpoint_every_s, compile_cache=not args.no_compile_cache)
+        checkpoint_every_s=args.checkpoint_every_s, compile_cache=not args.no_compile_cache,
+        log=args.log)
   except ResumeMismatch as e:  # say which flag differs
     raise e.told(flag_of_record) from None
   if jax.process_index() == 0:  # one summary, from the process that wrote the files
@@ -218,3 +221,5 @@ def _run(args: argparse.Namespace, config, train, out: str) -> None:
              f" {meta['num_tasks']} tasks x {meta['train']['iterations_per_task']} iterations,"
              f" {meta.get('wall_s', '?')} s")
     print(run_summary(result.metrics, meta.get("timings", {}), title, out), flush=True)
+    if "tensorboard" in args.log:
+      print(f"TensorBoard: tensorboard --logdir {Path(out) / 'tensorboard'}", flush=True)

@@ -33,8 +33,8 @@ from typing import Any, Mapping
 import jax
 
 from ngm_jax import folder_lock
-from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, check_out_path,
-                              comma_separated, count_type, seconds_type)
+from ngm_jax.cli.args import (add_compile_cache_flag, add_experiment_flags, add_log_flag,
+                              check_out_path, comma_separated, count_type, seconds_type)
 from ngm_jax.cli.distributed import add_distributed_flags, initialize
 from ngm_jax.cli.experiment import experiment_config, load_experiment, train_config_from
 from ngm_jax.cli.run import find_factory
@@ -130,6 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="checkpoint at every task boundary and at most every S seconds")
   add_distributed_flags(parser)
   add_compile_cache_flag(parser)
+  add_log_flag(parser)
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -157,4 +158,4 @@ def _tune(args: argparse.Namespace, optimizers, config, out: str) -> None:
        validation_seed=args.validation_seed, augment=experiment.augment, out=out,
        overwrite=args.overwrite, resume=args.resume, show_progress=not args.no_progress,
        devices=args.devices, checkpoint_every_s=args.checkpoint_every_s,
-       compile_cache=not args.no_compile_cache)
+       compile_cache=not args.no_compile_cache, log=args.log)
