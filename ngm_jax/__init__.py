@@ -22,6 +22,7 @@ from ngm_jax.gain import (
     replayed_gain_sgd,
     set_gain,
 )
+from ngm_jax.logs import MetricWriter
 from ngm_jax.metrics import (de_lange_metrics, seen_tasks_accuracy, summarize,
                              task1_metrics)
 from ngm_jax.mitigations import (boundary_warmup, ema_params, ema_sgd, warmup_sgd,

@@ -12,9 +12,9 @@ writer of yours plugs in too. The sinks:
 - :class:`TensorBoardWriter`: event files in ``OUT/tensorboard/<variant>/``
   (``tensorboard --logdir OUT/tensorboard`` draws the variants on one chart
   per tag). Written with tensorboardX (the ``tensorboard`` extra): a small,
-  maintained writer that needs only numpy and protobuf. clu's writers and
-  ``flax.metrics.tensorboard`` write through TensorFlow (1.6 GB), and
-  tensorboard's own event writer is internal to it.
+  maintained writer that needs only numpy and protobuf. clu's TensorBoard
+  writer and ``flax.metrics.tensorboard`` write through TensorFlow (1.3 GB),
+  and tensorboard's own event writer is internal to it.
 - :class:`WandbWriter`: one W&B run per variant, grouped by the run's folder
   name, files in ``OUT/wandb/`` (the ``wandb`` extra; ``WANDB_MODE=offline``
   writes there without an account, ``wandb sync`` uploads later).
@@ -30,13 +30,12 @@ as in ``result.curves``, averaged over the seeds (nothing per seed):
   ``result.metrics``: ``avg_acc``, ``avg_min_acc``, ``wc_acc``, ``avg_sg``
   and ``dl_final_acc_all`` (final accuracy over all tasks).
 
-A resumed run continues the same logs, each step once: a variant trained in
-a session is written whole by it (its steps up to the checkpoint again, from
-the checkpoint's records, then the new ones), and a writer's optional
-``begin(variant)`` first drops what a stopped session wrote of it (the CSV's
-rows and the variant's TensorBoard folder; W&B, which cannot drop history,
-continues the same run and skips the steps it has). A writer of yours without
-``begin`` receives those steps again. Only process 0 writes.
+A resumed run continues the same logs, each step once: a session writes a
+variant it trains whole (the steps up to its checkpoint again, from the
+checkpoint's records), after a writer's optional ``begin(variant)`` has
+dropped what a stopped session wrote of it (the CSV's rows, the TensorBoard
+folder; W&B, which cannot, continues the same run and skips the steps it
+has). A writer without ``begin`` gets those steps again. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -53,6 +52,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from ngm_jax.files import atomic_path
+from ngm_jax.metrics import summarize
 
 __all__ = ["MetricWriter", "CsvWriter", "TensorBoardWriter", "WandbWriter", "RunLog",
            "SINKS", "FINAL_METRICS", "check_sinks", "segment_scalars", "parse_log",
@@ -78,7 +80,7 @@ class MetricWriter(Protocol):
     """``{tag: value}`` at ``step`` (an iteration); steps rise within a variant."""
 
   def flush(self) -> None:
-    """Make what was written durable (the run calls it after every segment)."""
+    """Called after every segment."""
 
   def close(self) -> None:
     """Flush and release the files."""
@@ -100,7 +102,8 @@ def check_sinks(names: Sequence[str], flag: str = "log") -> None:
     module, extra = SINKS[name]
     if module is not None and importlib.util.find_spec(module) is None:
       raise ValueError(f"{flag} {name}: needs {module}, which is not installed;"
-                       f" pip install 'ngm-jax[{extra}]'")
+                       f" pip install 'ngm-jax[{extra}]' (in a checkout: pip install -e"
+                       f" '.[{extra}]')")
 
 
 class CsvWriter:
@@ -133,10 +136,8 @@ class CsvWriter:
     rows = list(csv.reader(io.StringIO(complete)))
     kept = [r for r in rows[1:] if r and r[0] != variant]
     if len(kept) != len(rows) - 1 or complete != text:
-      tmp = self.path.with_name(self.path.name + ".tmp")
-      with open(tmp, "w", newline="") as f:
+      with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([list(self.COLUMNS)] + kept)
-      os.replace(tmp, self.path)
 
   def _open(self):
     if self._file is None:
@@ -276,7 +277,7 @@ class WandbWriter:
         self._runs[variant].log(values, step=int(step))
         self.state[variant]["step"] = max(self.state[variant]["step"], int(step))
 
-  def _save_state(self) -> None:
+  def _save_state(self) -> None:  # after every segment: renamed into place, not fsynced
     tmp = self._state_path.with_name(self.STATE + ".tmp")
     tmp.write_text(json.dumps(self.state, indent=1))
     os.replace(tmp, self._state_path)
@@ -377,7 +378,6 @@ class RunLog:
     """``label/final/<metric>`` (:data:`FINAL_METRICS`, seed means) at the last iteration."""
     if not self.writers:
       return
-    from ngm_jax.metrics import summarize  # pylint: disable=g-import-not-at-top
     metrics = summarize(curves, self.num_tasks, self.iterations_per_task,
                         self.iterations["tasks"])
     means = {m: metrics[m]["mean"] for m in FINAL_METRICS}

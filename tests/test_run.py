@@ -20,15 +20,18 @@ def run_dir(tmp_path_factory):
   data_dir = write_mnist_idx(root / "data", fake_mnist())
   out = root / "out"
   code = cli.main(["run", "--benchmark", "split_mnist", "--optimizers", "ngm_sgd,sgd",
-                   "--seeds", "2", "--data-dir", str(data_dir), "--out", str(out), *FAST])
+                   "--seeds", "2", "--data-dir", str(data_dir), "--out", str(out), *FAST,
+                   "--log", "csv,tensorboard"])
   assert code == 0
   return out, data_dir
 
 
 def test_run_writes_reloadable_outputs(run_dir):
   out, _ = run_dir
-  for name in ("run.json", "curves.npz", "metrics.json", "table.md", "figure.png", "log.jsonl"):
+  for name in ("run.json", "curves.npz", "metrics.json", "table.md", "figure.png", "log.jsonl",
+               "metrics.csv"):
     assert (out / name).stat().st_size > 0, name
+  assert sorted(p.name for p in (out / "tensorboard").iterdir()) == ["ngm_sgd", "sgd"]
   meta = json.loads((out / "run.json").read_text())
   assert meta["optimizers"] == ["ngm_sgd", "sgd"] and meta["seeds"] == [0, 1]
   assert meta["train"]["iterations_per_task"] == 4
