@@ -147,12 +147,14 @@ def test_the_cli_runs_two_processes_and_only_process_0_writes(tmp_path):
             "--data-dir", str(data), "--optimizers", "sgd", "--seeds", "3",
             "--iterations-per-task", "2", "--batch-size", "4", "--task-eval-every", "2",
             "--no-progress", "--out", str(tmp_path / f"out{i}"), "--coordinator", coordinator,
-            "--num-processes", "2", "--process-id", str(i)]
+            "--num-processes", "2", "--process-id", str(i), "--log", "csv,tensorboard"]
     procs.append(subprocess.Popen(argv, env=_env(2), cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
   outputs = [_finish(p) for p in procs]
   assert f"Files in {tmp_path / 'out0'}/" in outputs[1]  # the end-of-run summary
-  assert not (tmp_path / "out1").exists()  # process 1 computes, writes nothing
+  assert not (tmp_path / "out1").exists()  # process 1 computes, writes nothing (no logs)
+  assert (tmp_path / "out0" / "metrics.csv").stat().st_size > 0
+  assert [p.name for p in (tmp_path / "out0" / "tensorboard").iterdir()] == ["sgd"]
   import json  # pylint: disable=g-import-not-at-top
   meta = json.loads((tmp_path / "out0" / "run.json").read_text())
   assert meta["mesh"]["processes"] == 2 and meta["mesh"]["devices"] == 4
