@@ -202,22 +202,37 @@ def expected(result) -> dict[tuple[str, str, int], float]:
   return out
 
 
+def _offline_wandb(monkeypatch, tmp_path) -> tuple[str, ...]:
+  """``("wandb",)`` with W&B offline and its folders in ``tmp_path``, or () without wandb."""
+  if importlib.util.find_spec("wandb") is None:
+    return ()
+  for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+    monkeypatch.setenv(name, str(tmp_path / name))
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  return ("wandb",)
+
+
 def _assert_same(got, want, rtol=0.0):
   assert set(got) == set(want)
   keys = sorted(want)
   np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=rtol)
 
 
-def test_a_run_logs_every_segment_to_csv_tensorboard_and_a_users_writer(stream, tmp_path):
+def test_a_run_logs_every_segment_to_csv_tensorboard_wandb_and_a_users_writer(
+    stream, tmp_path, monkeypatch):
   mine = _Recorder()
   out = tmp_path / "run"
+  wandb = _offline_wandb(monkeypatch, tmp_path)  # W&B too where wandb is installed
   result = ngm_jax.run_benchmark(stream, ["ngm_sgd"], CONFIG, num_seeds=2, out=out,
-                                 show_progress=False, log=("csv", "tensorboard", mine))
+                                 show_progress=False, log=("csv", "tensorboard", *wandb, mine))
   want = expected(result)
   assert {tag for _, tag, _ in want} == TAGS | FINAL
   _assert_same(read_csv(out / "metrics.csv"), want)  # exact: repr of the float64 mean
   _assert_same(read_tensorboard(out / "tensorboard"), want, rtol=1e-6)  # stored as float32
   assert [p.name for p in (out / "tensorboard").iterdir()] == ["ngm_sgd"]
+  if wandb:
+    _assert_same(read_wandb(out), want)
   # The user's writer: one call per step, steps rising, flushed after every
   # segment (15), the final metrics and the run's end; not closed (it is the user's).
   steps = [step for step, _ in mine.calls]
@@ -238,12 +253,7 @@ def test_a_resumed_run_continues_the_logs_each_step_once(stream, tmp_path, monke
   ``crash``: an error after block 8 was logged, past the checkpoint made at
   block 6 (a task boundary), as a killed run leaves it.
   """
-  sinks = ("csv", "tensorboard") + (("wandb",) if importlib.util.find_spec("wandb") else ())
-  if "wandb" in sinks:
-    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-      monkeypatch.setenv(name, str(tmp_path / name))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+  sinks = ("csv", "tensorboard", *_offline_wandb(monkeypatch, tmp_path))
   run = lambda out, **kw: ngm_jax.run_benchmark(stream, ["ngm_sgd", "adam"], CONFIG,
                                                 num_seeds=2, out=out, show_progress=False,
                                                 log=sinks, **kw)
@@ -263,11 +273,7 @@ def test_a_resumed_run_continues_the_logs_each_step_once(stream, tmp_path, monke
   with pytest.raises(RunStopped if how == "signal" else RuntimeError):
     run(out)
   monkeypatch.undo()
-  if "wandb" in sinks:  # undo() restored the environment too
-    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-      monkeypatch.setenv(name, str(tmp_path / name))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+  _offline_wandb(monkeypatch, tmp_path)  # undo() restored the environment too
   logged = max(step for variant, _, step in read_csv(out / "metrics.csv") if variant == "adam")
   resumed = run(out, resume=True)
   at = resumed.meta["timings"]["adam"]["resumed_at_iteration"]
