@@ -36,3 +36,23 @@ def test_commands_reject_bad_lists_with_the_flag_named(module, argv, expected, c
   with pytest.raises(SystemExit) as exit_info:
     module.main(argv)
   assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_help_of_every_override_flag_states_the_registry_values():
+  """``--help`` of a flag that overrides a config value says what the value is."""
+  from ngm_jax import benchmarks
+  from ngm_jax.cli import parser
+  from ngm_jax.cli.args import TRAIN_FLAGS, flag_of, option_flags
+  run = parser()._subparsers._group_actions[0].choices["run"]  # pylint: disable=protected-access
+  helps = {flag: action.help for action in run._actions for flag in action.option_strings}  # pylint: disable=protected-access
+  split = benchmarks.get("split_mnist").config
+  for field in TRAIN_FLAGS:
+    value = getattr(split, field)
+    text = "none" if value is None else f"{value:g}"
+    assert f"{text} split_mnist" in helps[flag_of(field)] or (
+        f"{text}, every benchmark" in helps[flag_of(field)]), (field, helps[flag_of(field)])
+  assert "200 split_mnist; 400 rotated_mnist" in helps["--iterations-per-task"]
+  assert "0.4 split_mnist; 0.5 rotated_mnist" in helps["--eta"]
+  for option, (flag, _) in option_flags().items():
+    assert "registry's configs: " in helps[flag], flag
+  assert "10 permuted_mnist, split_cifar100" in helps["--num-tasks"]

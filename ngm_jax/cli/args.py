@@ -20,8 +20,8 @@ from ngm_jax import benchmarks, checks
 from ngm_jax.transforms import INTERPOLATIONS
 
 __all__ = ["comma_separated", "flag_type", "count_type", "name_type", "seconds_type",
-           "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "as_flags",
-           "add_experiment_flags", "add_log_flag", "check_out", "check_out_path"]
+           "TRAIN_FLAGS", "option_flags", "flag_of", "flag_of_record", "registry_defaults",
+           "as_flags", "add_experiment_flags", "add_log_flag", "check_out", "check_out_path"]
 
 
 def flag_of(name: str) -> str:
@@ -190,6 +190,29 @@ def flag_of_record(path: Sequence[str]) -> str | None:
   return _RECORD_FLAGS.get(path[0]) if len(path) == 1 else None
 
 
+def _grouped(values: Mapping[str, Any]) -> str:
+  """``{benchmark: value}`` → ``"200 split_mnist; 400 rotated_mnist, permuted_mnist"``
+  (None: ``none``); one value for all: ``"0.01, every benchmark"``."""
+  groups: dict[str, list[str]] = {}
+  for name, value in values.items():
+    text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    groups.setdefault(text, []).append(name)
+  if len(groups) == 1 and len(values) == len(benchmarks.BENCHMARKS):
+    return f"{next(iter(groups))}, every benchmark"
+  return "; ".join(f"{value} {', '.join(names)}" for value, names in groups.items())
+
+
+def registry_defaults(field: str, option: bool = False) -> str:
+  """The registered benchmarks' values of TrainConfig ``field`` (or, with
+  ``option``, of the benchmark option ``field``, for the benchmarks that take
+  it), for ``--help``: ``"0.4 split_mnist; 0.5 rotated_mnist, permuted_mnist"``."""
+  if option:
+    return _grouped({name: record.options[field] for name, record in benchmarks.BENCHMARKS.items()
+                     if field in record.options})
+  return _grouped({name: getattr(record.config, field)
+                   for name, record in benchmarks.BENCHMARKS.items()})
+
+
 def as_flags(error: checks.ParameterError | checks.ParameterTypeError,
              flags: Mapping[str, str]) -> str:
   """``error`` told with each parameter it names written as its flag
@@ -226,19 +249,20 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
                       help="number of seeds 0..N-1 (default: the config's, 5)")
   parser.add_argument("--test-subset", type=count_type("test images kept per task"),
                       default=None, metavar="N",
-                      help="evaluate on a fixed random subset of N test images per task")
+                      help="evaluate on a fixed random subset of N test images per task (default:"
+                           " the config's; the registry's: every test image)")
   parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                       help="on-device crop+flip augmentation (default: the config's)")
   for option, (flag, kind) in option_flags().items():
-    takes = [name for name, record in benchmarks.BENCHMARKS.items() if option in record.options]
     choices = INTERPOLATIONS if option == "interpolation" else None
     parser.add_argument(flag, type=kind, default=None, dest=f"option_{option}", choices=choices,
                         metavar=None if choices else option.upper(),
-                        help=f"benchmark option {option} of {', '.join(takes)} (default: the"
-                             " config's)")
+                        help=f"override the config's benchmark option {option} (the registry's"
+                             f" configs: {registry_defaults(option, option=True)})")
   for field, kind in TRAIN_FLAGS.items():
     parser.add_argument(flag_of(field), type=kind, default=None,
-                        help=f"override the config's {field}")
+                        help=f"override the config's {field} (the registry's configs:"
+                             f" {registry_defaults(field)})")
 
 
 def add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
