@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from ngm_jax.plots import COLOURS, LABELS, finish, new_figure
+from ngm_jax.plots import LABELS, colours_for, finish, new_figure
 
 __all__ = ["plot_tradeoff"]
-
-_EXTRA_COLOURS = ("tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "black")
 
 
 def plot_tradeoff(
@@ -40,12 +38,14 @@ def plot_tradeoff(
   if ax is None:
     fig = new_figure(figsize=(5.2, 4.2))
     ax = fig.add_subplot(1, 1, 1)
-  spare = iter(_EXTRA_COLOURS)
+  palette = colours_for([label for label, m in metrics.items()
+                         if m["dl_final_acc_all"]["mean"] is not None
+                         and m["avg_sg"]["mean"] is not None])
   for label, m in metrics.items():
     x, y = m["dl_final_acc_all"], m["avg_sg"]
     if x["mean"] is None or y["mean"] is None:
       continue
-    colour = COLOURS.get(label) or next(spare, "grey")
+    colour = palette[label]
     ax.errorbar(100 * x["mean"], 100 * y["mean"], xerr=100 * (x["stderr"] or 0.0),
                 yerr=100 * (y["stderr"] or 0.0), fmt="o", color=colour, capsize=3,
                 label=LABELS.get(label, label))

@@ -44,6 +44,8 @@ __all__ = [
     "load_result",
     "write_report",
     "report",
+    "write_figure",
+    "display_name",
     "prepare_out",
     "work_folder",
     "finish_out",
@@ -365,7 +367,6 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
   """``metrics.json``, ``failed_seeds.json``, ``table.md`` and ``figure.png``
   of ``result`` in ``out``; returns the metrics. Matplotlib is imported here,
   only when a figure is drawn."""
-  from ngm_jax import plots  # pylint: disable=g-import-not-at-top
   from ngm_jax.failures import failed_seeds_note, failure_reasons, run_test_sizes  # pylint: disable=g-import-not-at-top
   from ngm_jax.tables import metrics_table  # pylint: disable=g-import-not-at-top
 
@@ -414,19 +415,36 @@ def write_report(result: Result, out: str | os.PathLike) -> dict:
     notes.append(f"Seeds sharded over {mesh['devices']} {mesh['device_kind']} devices in"
                  f" {mesh['processes']} process(es).")
   num_seeds = result.num_seeds
-  name = meta.get("benchmark_label") or meta["benchmark"]
+  name = display_name(meta)
   header = (f"# {name}: {num_seeds} seeds, {k} tasks x {i} iterations\n\n"
             + "\n".join(notes) + "\n\n")
   without_failed = metrics_of_kept_seeds(curves, failed, iterations, k, i)
   with atomic_path(out / "table.md") as tmp:
     tmp.write_text(header + metrics_table(metrics, num_seeds, failed, without_failed))
-  plots.plot_stability_gap(
-      curves, iterations, k, i,
-      title=f"{name} ({num_seeds} seeds, mean ± s.e.)",
-      path=out / "figure.png",
-      failed=failed,
-  )
+  write_figure(result, out)
   return metrics
+
+
+def write_figure(result: Result, out: str | os.PathLike) -> None:
+  """``out/figure.png``: the stability-gap figure of ``result``
+  (:func:`ngm_jax.plots.plot_stability_gap`), titled with its
+  :func:`display_name`."""
+  from ngm_jax import plots  # pylint: disable=g-import-not-at-top
+  meta = result.meta
+  plots.plot_stability_gap(
+      result.curves, result.iterations, meta["num_tasks"], meta["train"]["iterations_per_task"],
+      title=f"{display_name(meta)} ({result.num_seeds} seeds, mean ± s.e.)",
+      path=Path(out) / "figure.png", failed=result.failed)
+
+
+def display_name(meta: Mapping[str, Any]) -> str:
+  """A run's title in its table and figure: ``--name`` (run.json's
+  ``benchmark_label``), else the registered benchmark's display name
+  (``"Split MNIST"``), else the stream's name as recorded."""
+  from ngm_jax import benchmarks  # pylint: disable=import-outside-toplevel  # loads the models
+  name = meta["benchmark"]
+  record = benchmarks.BENCHMARKS.get(name)
+  return meta.get("benchmark_label") or (record.display_name if record else name)
 
 
 def report(out: str | os.PathLike) -> Result:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from ngm_jax import plots, plots_analysis
 from ngm_jax import two_timescale as tt
 from ngm_jax.gain_analysis import gain_trend
 from ngm_jax.plots_ablation import plot_ablation, plot_gain_readout
+from ngm_jax.train import TrainConfig
 from tests.fake_runs import fake_curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +92,74 @@ def test_stability_gap_loss_axis_is_not_stretched_by_a_zero_loss():
   fig.draw_without_rendering()
   bottom = fig.axes[1].get_ylim()[0]
   assert bottom >= 0.5 * ngm["task1_loss"][ngm["task1_loss"] > 0].min()
+
+
+def _two_minima_below_the_axis():
+  """SGD and its identical twin g0_sgd, NGM-SGD settled high, and MSGD and Adam
+  both collapsing right after the first boundary (two labels there)."""
+  config = TrainConfig(iterations_per_task=40, batch_size=8, task_eval_every=10)
+  sgd, its = fake_curves(config=config, seed=1)
+  ngm, _ = fake_curves(config=config, gain=np.full_like(sgd["gain"], 1.5), seed=2)
+  msgd, _ = fake_curves(config=config, seed=3)
+  adam, _ = fake_curves(config=config, seed=4)
+  for c in (sgd, ngm, msgd, adam):
+    c["task1_acc"][:] = 0.97
+  msgd["task1_acc"][:, 41] = 0.0  # Task 1 collapses right after the first boundary
+  adam["task1_acc"][:, 42] = 0.4
+  curves = {"ngm_sgd": ngm, "sgd": sgd, "msgd": msgd, "adam": adam,
+            "g0_sgd": {k: v.copy() for k, v in sgd.items()}}
+  return curves, its
+
+
+def test_stability_gap_legend_names_coinciding_curves_and_the_markers():
+  curves, its = _two_minima_below_the_axis()
+  fig = plots.plot_stability_gap(curves, its, 5, 40, title="Split MNIST (2 seeds)")
+  legend = fig.legends[0]
+  assert legend.get_title().get_text() == "Split MNIST (2 seeds)"
+  texts = [t.get_text() for t in legend.get_texts()]
+  assert texts[:4] == ["NGM-SGD", "SGD", "MSGD", "Adam"]
+  assert texts[4] == "constant gain (= SGD, same curves)"  # drawn dashed over SGD's
+  assert texts[5:] == ["Task-1 minimum after each task switch",
+                       "minimum below the axis (value written)"]
+  g0_line = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("constant")]
+  assert g0_line[0].get_linestyle() == "--"
+
+
+def test_stability_gap_gives_every_optimizer_its_own_colour():
+  curves, its = _two_minima_below_the_axis()
+  curves["ema_sgd"] = {k: v + 0.01 for k, v in curves["sgd"].items()}
+  curves["warmup_sgd"] = {k: v + 0.02 for k, v in curves["sgd"].items()}
+  fig = plots.plot_stability_gap(curves, its, 5, 40)
+  lines = [line for line in fig.axes[0].get_lines() if line.get_marker() == "None"
+           and not line.get_label().startswith("_")]
+  colours = [matplotlib.colors.to_hex(line.get_color()) for line in lines]
+  assert len(lines) == 7 and len(set(colours)) == 7, colours
+
+
+def test_stability_gap_labels_overlap_neither_each_other_nor_a_marker():
+  curves, its = _two_minima_below_the_axis()
+  fig = plots.plot_stability_gap(curves, its, 5, 40)
+  fig.draw_without_rendering()
+  ax = fig.axes[0]
+  labels = [t for t in ax.texts if t.get_text().startswith("min ")]
+  assert sorted(t.get_text() for t in labels) == ["min 0%", "min 40%"]
+  boxes = [t.get_bbox_patch().get_window_extent() for t in labels]
+  assert not boxes[0].overlaps(boxes[1])
+  markers = [line for line in ax.get_lines() if line.get_marker() in ("o", "v")]
+  assert markers
+  for line in markers:
+    x, y = ax.transData.transform(np.column_stack(line.get_data()))[0]
+    size = line.get_markersize() * fig.dpi / 72  # the marker's extent in pixels
+    for box in boxes:
+      assert (box.x1 < x - size / 2 or box.x0 > x + size / 2
+              or box.y1 < y - size / 2 or box.y0 > y + size / 2), (line, box)
+
+
+def test_the_run_title_is_the_benchmarks_display_name():
+  from ngm_jax.results import display_name
+  assert display_name({"benchmark": "split_mnist"}) == "Split MNIST"
+  assert display_name({"benchmark": "split_mnist", "benchmark_label": "Fashion"}) == "Fashion"
+  assert display_name({"benchmark": "my_stream", "benchmark_label": None}) == "my_stream"
 
 
 def _blank_border(path):
