@@ -23,6 +23,11 @@ per-task test accuracies of tasks ``1..k`` at each point of task ``k``.
 
 Leading axes (seeds, ...) are kept throughout; :func:`summarize` reduces the
 seed axis to mean ± standard error (:func:`ngm_jax.stats.mean_and_stderr`).
+
+Units: accuracies and every metric here are fractions in ``[0, 1]`` (an
+avg-SG of ``0.0287`` is a gap of 2.87 points), as in ``result.metrics`` and
+``metrics.json``; the tables (``table.md``, the command's summary) print
+them in percent.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 - :func:`ema_sgd`, :func:`warmup_sgd`: SGD with either, the built-ins
   ``ema_sgd`` and ``warmup_sgd`` of :mod:`ngm_jax.optimizers`.
 
-Both are plain ``GradientTransformation``s with ``NamedTuple`` states; their
+Both are plain optax ``GradientTransformation`` objects with ``NamedTuple`` states; their
 hyperparameters are validated in the factory (a traced value, under
 ``optax.inject_hyperparams``, passes unchecked) and can be injected.
 """

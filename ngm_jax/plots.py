@@ -4,8 +4,9 @@ figure shares (colours, the mean ± s.e. band, the figure itself).
 Figures are :class:`matplotlib.figure.Figure` objects made without
 ``matplotlib.pyplot``: drawing never selects or changes the process's
 backend, opens a window, or leaves figures in pyplot's registry, and saving
-a PNG needs no screen. A returned figure shows itself in Jupyter; save it
-with ``fig.savefig(path)``.
+a PNG needs no screen. A returned figure shows itself in Jupyter once the
+inline backend is on (``%matplotlib inline``); save it with
+``fig.savefig(path)``.
 """
 
 from __future__ import annotations

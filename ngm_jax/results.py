@@ -11,7 +11,7 @@ object. A run folder holds::
     metrics.json       label → metric → {per_seed, mean, stderr, of_mean_curve}
     failed_seeds.json  label → indices of the seeds that diverged or collapsed
     table.md           the paper's Table 1, mean ± s.e. over seeds and on the mean curve
-    figure.png         the paper's Figure 3 (see :mod:`ngm_jax.plots`)
+    figure.png         the paper's Figure 3 (see ngm_jax.plots)
 
 and, beside it while a run writes, ``<out>.lock`` (:mod:`ngm_jax.folder_lock`).
 The files' schema is checked when they are read (:mod:`ngm_jax.run_files`);
@@ -137,6 +137,11 @@ class Result:
       ``"task1"``, ``"tasks"``.
     meta: the run's record (``run.json``): benchmark, config, variants,
       seeds, sizes, device, timings.
+
+  Units: accuracies in ``curves`` and every value in :attr:`metrics`
+  (``result.metrics[label]["avg_sg"]["mean"]``) are fractions in ``[0, 1]``;
+  ``table.md`` and the command's summary print them in percent. Losses and
+  the entropy are in nats.
   """
 
   curves: dict[str, dict[str, np.ndarray]]
@@ -161,7 +166,7 @@ class Result:
   @functools.cached_property
   def metrics(self) -> dict[str, dict]:
     """``{label: {metric: {per_seed, mean, stderr, of_mean_curve}}}``
-    (:func:`ngm_jax.metrics.summarize`)."""
+    (:func:`ngm_jax.metrics.summarize`), as fractions (``table.md``: percent)."""
     return compute_metrics(self.curves, self.iterations, self.meta["num_tasks"],
                            self.meta["train"]["iterations_per_task"])
 
