@@ -170,6 +170,7 @@ class Rows:
     self.path = Path(path) if path else None
     self.header = header
     self.rows: list[dict] = []
+    self.start = time.perf_counter()  # the command's wall time so far, "wall_s" in the file
     if self.path:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       self._write(complete=False)
@@ -186,8 +187,9 @@ class Rows:
     if self.path is None:
       return
     tmp = self.path.with_name(self.path.name + ".tmp")
-    tmp.write_text(json.dumps({**self.header, "complete": complete, "rows": self.rows},
-                              indent=2) + "\n")
+    wall_s = round(time.perf_counter() - self.start, 1)
+    tmp.write_text(json.dumps({**self.header, "complete": complete, "wall_s": wall_s,
+                               "rows": self.rows}, indent=2) + "\n")
     tmp.replace(self.path)
 
 

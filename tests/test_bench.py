@@ -18,13 +18,15 @@ from tests.conftest import fake_mnist, write_mnist_idx
 def test_rows_file_is_rewritten_after_every_row(tmp_path):
   path = tmp_path / "sub" / "rows.json"
   rows = bench.Rows(str(path), {"benchmark": "x"})
-  assert json.loads(path.read_text()) == {"benchmark": "x", "complete": False, "rows": []}
+  first = json.loads(path.read_text())
+  assert first == {"benchmark": "x", "complete": False, "wall_s": first["wall_s"], "rows": []}
   rows.add({"a": 1})
   assert json.loads(path.read_text())["rows"] == [{"a": 1}]
   rows.add({"a": 2})
   rows.close()
   record = json.loads(path.read_text())
   assert record["complete"] and record["rows"] == [{"a": 1}, {"a": 2}]
+  assert 0 <= first["wall_s"] <= record["wall_s"]  # the command's wall time so far
 
 
 def _args(*argv):
