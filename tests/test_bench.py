@@ -100,3 +100,18 @@ def test_compare_runs_each_way_in_a_subprocess(tmp_path, capsys):
   saved = sorted(p.name for p in (tmp_path / "compare_curves").iterdir())
   assert saved == ["0_python_on_1.npz", "1_scan_vmap_on_2.npz"]
   assert "| scan:vmap@2 | 2 | 4 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_checkpoint_cost_times_every_save_and_compares_the_curves(tmp_path):
+  from experiments import checkpoint_cost
+  data = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4, n_test_per_class=2))
+  out = tmp_path / "ck.json"
+  assert checkpoint_cost.main(["--data-dir", str(data), "--seeds", "2",
+                               "--iterations-per-task", "10", "--json", str(out)]) == 0
+  record = json.loads(out.read_text())
+  assert record["curves_bit_identical"] is True
+  saves = record["with_checkpoints"]["checkpoints"]
+  assert len(saves) >= 5 and all(s["s"] > 0 and s["bytes"] > 0 for s in saves)  # a task end each
+  assert record["without_checkpoints"]["checkpoints"] == []
+  assert record["with_checkpoints"]["run_s"] > 0
