@@ -56,3 +56,13 @@ def test_help_of_every_override_flag_states_the_registry_values():
   for option, (flag, _) in option_flags().items():
     assert "registry's configs: " in helps[flag], flag
   assert "10 permuted_mnist, split_cifar100" in helps["--num-tasks"]
+
+
+def test_augment_help_names_the_config_files_that_turn_it_on():
+  from pathlib import Path
+  from ngm_jax.cli import parser
+  run = parser()._subparsers._group_actions[0].choices["run"]  # pylint: disable=protected-access
+  text = next(a.help for a in run._actions if "--augment" in a.option_strings)  # pylint: disable=protected-access
+  configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+  on = sorted(f.name for f in configs.glob("*.py") if "augment=True" in f.read_text())
+  assert on and all(name in text for name in on), (on, text)

@@ -252,7 +252,9 @@ def add_experiment_flags(parser: argparse.ArgumentParser, *, default_benchmark=N
                       help="evaluate on a fixed random subset of N test images per task (default:"
                            " the config's; the registry's: every test image)")
   parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                      help="on-device crop+flip augmentation (default: the config's)")
+                      help="on-device crop+flip augmentation (default: the config's; the"
+                           " registry's: off; experiments/configs/split_cifar10.py and"
+                           " split_cifar100.py: on)")
   for option, (flag, kind) in option_flags().items():
     choices = INTERPOLATIONS if option == "interpolation" else None
     parser.add_argument(flag, type=kind, default=None, dest=f"option_{option}", choices=choices,
