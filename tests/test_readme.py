@@ -153,6 +153,10 @@ def _check_command(command: str, monkeypatch) -> str:
                                             flags=re.M), command
     elif words[:3] == ["python3", "-m", "venv"] or words[0] == ".":
       pass
+    elif words[0] == "tensorboard":  # the viewer of the tensorboard extra, on a run's logs
+      assert words[1] == "--logdir" and words[2].endswith("/tensorboard"), command
+      assert re.search(r"^tensorboard = \[.*\"tensorboard[>=\"]", PYPROJECT.read_text(),
+                       flags=re.M), command
     elif words[0] == "sphinx-build":
       source = words[-2]
       assert (README.parent / source / "conf.py").is_file(), command
