@@ -231,8 +231,8 @@ def test_readme_own_benchmark_runs(tiny_mnist_dir, unregister, capsys):
   # A few iterations instead of the record's 200 per task.
   benchmarks.BENCHMARKS["my_split_mnist"] = dataclasses.replace(
       record, config=TrainConfig(iterations_per_task=2, batch_size=4, task_eval_every=2))
-  assert '"path/to/mnist"' in blocks[1]
-  code = blocks[1].replace('"path/to/mnist"', repr(str(tiny_mnist_dir)))
+  assert '"DIR"' in blocks[1]
+  code = blocks[1].replace('"DIR"', repr(str(tiny_mnist_dir)))
   namespace = {}
   exec(compile(code, str(README), "exec"), namespace)  # pylint: disable=exec-used
   assert "('0/1/2/3/4', '5/6/7/8/9')" in capsys.readouterr().out
