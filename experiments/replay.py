@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 
 from experiments import configs
+from ngm_jax import benchmarks
 from ngm_jax.cli.args import TRAIN_FLAGS, comma_separated, flag_of
 from ngm_jax.cli.experiment import load_experiment
 from ngm_jax.data import DataUnavailableError
@@ -56,7 +57,7 @@ def run_replay(
 
   Returns the :class:`ngm_jax.results.Result` of
   :func:`ngm_jax.run_benchmark` (its meta has the ``sampler``); with ``out``
-  its files are written too, and ``benchmark`` in run.json names the replay
+  its files are written too, and ``benchmark_label`` in run.json names the replay
   setting, which the table and figure titles show.
 
   Args:
@@ -80,8 +81,13 @@ def run_replay(
   sampler = replay_sampler(stream, train_config.batch_size,
                            train_config.iterations_per_task, per_class)
   batch = train_config.batch_size
+  extra_meta = dict(extra_meta or {})
+  name = (benchmarks.get(stream.name).display_name if stream.name in benchmarks.BENCHMARKS
+          else stream.name)
   meta = {
-      "benchmark": f"{stream.name} with replay ({per_class} per class)",
+      # The run's title: run.json's "benchmark" stays the stream's registered name.
+      "benchmark_label": extra_meta.pop("benchmark_label", None)
+                         or f"{name} with replay ({per_class} per class)",
       "stream": stream.name,
       "sampler": {
           "kind": "replay",
@@ -94,7 +100,7 @@ def run_replay(
                   " entries of earlier tasks, and from the current task while there are"
                   " none (all of task 1)",
       },
-      **(extra_meta or {}),
+      **extra_meta,
   }
   return run_benchmark(stream, optimizers, train_config, num_seeds=num_seeds, augment=augment,
                        out=out, sampler=sampler, show_progress=show_progress,
