@@ -36,3 +36,14 @@ def test_commands_reject_bad_lists_with_the_flag_named(module, argv, expected, c
   with pytest.raises(SystemExit) as exit_info:
     module.main(argv)
   assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_compute_dtype_flag_reads_a_choice_and_names_the_allowed(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", "--benchmark", "split_mnist", "--compute-dtype", "float16"])
+  assert exit_info.value.code == 2
+  assert ("argument --compute-dtype: float16 is not allowed: must be one of 'float32',"
+          " 'bfloat16'") in capsys.readouterr().err
+  parser = argparse.ArgumentParser()
+  cli.args.add_experiment_flags(parser)
+  assert parser.parse_args(["--compute-dtype", "bfloat16"]).compute_dtype == "bfloat16"
