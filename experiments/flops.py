@@ -16,30 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 
 from ngm_jax import benchmarks
-from ngm_jax.cost import protocol_flops
+from ngm_jax.cost import matmul_peak, protocol_flops
 from ngm_jax.results import load_result
 from ngm_jax.train import TrainConfig
-
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-  """FLOP/s of an ``n × n`` fp32 matmul on the default device (best of ``repeats``)."""
-  a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2.0 * n ** 3 / best
 
 
 def achieved(run: Path, per_benchmark: dict) -> dict:
