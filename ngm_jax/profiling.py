@@ -65,9 +65,12 @@ def latest_trace(folder: str | os.PathLike) -> Path:
   return found[-1]
 
 
-def _left_out(process: str, thread: str, compiling: bool) -> bool:
-  """The Python thread (dispatch, tracing) and, unless ``compiling``, XLA's
-  compiler threads."""
+def _left_out(process: str, thread: str, compiling: bool, device_only: bool) -> bool:
+  """The host's threads where a device has its own (the kernels are the
+  costs), else the Python thread (dispatch, tracing) and, unless
+  ``compiling``, XLA's compiler threads."""
+  if device_only:
+    return not process.startswith("/device")
   if thread == "python" or process.startswith("/host:python"):
     return True
   return not compiling and ("Compil" in thread or "codegen" in thread)
@@ -90,8 +93,9 @@ def _self_times(events: list[dict]) -> list[tuple[dict, float]]:
 def top_costs(folder: str | os.PathLike, n: int = 10,
               compiling: bool = False) -> list[dict[str, Any]]:
   """The ``n`` operations that took the most time in the newest trace under
-  ``folder``, without the Python thread's events (dispatch, tracing) and,
-  unless ``compiling``, without the compiler's (what running costs).
+  ``folder``: on a GPU (a ``/device:...`` process in the trace) its kernels;
+  on a CPU the XLA runtime's threads, without the Python thread's events
+  (dispatch, tracing) and, unless ``compiling``, the compiler's.
 
   Returns:
     ``[{"name", "where", "self_ms", "count", "share"}]``, most costly first:
@@ -107,15 +111,17 @@ def top_costs(folder: str | os.PathLike, n: int = 10,
                if e.get("ph") == "M" and e.get("name") == "process_name"}
   threads = {(e["pid"], e.get("tid")): e["args"]["name"] for e in events
              if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  device_only = any(p.startswith("/device") for p in processes.values())
   by_thread: dict[tuple, list[dict]] = collections.defaultdict(list)
   for e in events:
-    if e.get("ph") == "X" and "dur" in e and not e["name"].startswith(("$", "end: ")):
+    if (e.get("ph") == "X" and "dur" in e and not e["name"].startswith(("$", "end: "))
+        and "(wait for completion)" not in e["name"]):  # a thread waiting, no work
       by_thread[(e["pid"], e.get("tid"))].append(e)
   totals: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0])
   for (pid, tid), thread_events in by_thread.items():
     process = processes.get(pid, str(pid))
     thread = threads.get((pid, tid), str(tid))
-    if _left_out(process, thread, compiling):
+    if _left_out(process, thread, compiling, device_only):
       continue
     where = (f"{process} {thread}" if process.startswith("/device")
              else f"{process} {thread.split('/')[0]}")
