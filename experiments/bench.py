@@ -58,8 +58,9 @@ peak at the precision the run computed at: a square matmul measured at the
 start (fp32 on a CPU; TF32 for float32 and bf16 for ``--compute-dtype
 bfloat16`` on a GPU; :func:`ngm_jax.cost.device_peaks`, with NVIDIA's
 datasheet figures in the JSON header beside them). ``--profile DIR`` records
-a ``jax.profiler`` trace of the measurements and prints its top costs
-(:mod:`ngm_jax.profiling` says how to open it).
+a ``jax.profiler`` trace of the first row (its compiling and timed runs: one
+program, so that XLA's operation names in the trace are that program's) and
+prints its top costs (:mod:`ngm_jax.profiling` says how to open it).
 
 **Comparisons** (``--compare``): each run in a subprocess of this script (a
 fresh process, so that its peak RSS is its own and its device count can be
@@ -226,6 +227,15 @@ def _memory(compiled) -> dict[str, float]:
   return out
 
 
+def first_row_profiled(args):
+  """A ``jax.profiler`` trace into ``args.profile`` around the first call
+  (the first row measured), nothing around the later ones."""
+  if not args.profile or getattr(args, "_profiled", False):
+    return contextlib.nullcontext()
+  args._profiled = True  # pylint: disable=protected-access
+  return profile_trace(args.profile)
+
+
 def cost_fields(per_iteration: float | None, seed_iterations_per_s: float | None,
                 header: dict[str, Any], compute_dtype: str = "float32") -> dict[str, Any]:
   """What a row achieved: one seed's FLOPs per iteration
@@ -386,7 +396,8 @@ def bench_runs(args, rows: Rows) -> list[dict]:
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     for cfg in (config, no_eval):
       for data_as in args.data_as.split(","):
-        row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as)
+        with first_row_profiled(args):
+          row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as)
         rows.add({**row, **cost_fields(flops_per_iteration(counts, cfg),
                                        row["seed_iterations_per_s"], rows.header,
                                        cfg.compute_dtype)})
@@ -467,8 +478,9 @@ def bench_image(args, rows: Rows) -> list[dict]:
         continue  # one seed: lax.map is the sequential program inside a loop
       parts = make_train_parts(stream, args.optimizer, train_config, **net,
                                unroll=(loop == "chunked"))
-      compile_s, t_interval, t_task_eval = time_image_mode(
-          parts, keys, loop, seed_axis, args.iterations, args.repeats)
+      with first_row_profiled(args):
+        compile_s, t_interval, t_task_eval = time_image_mode(
+            parts, keys, loop, seed_axis, args.iterations, args.repeats)
       per_iteration = t_interval + t_task_eval / config.train.task_eval_every
       rows.add({"seeds": num_seeds, "loop": loop, "seed_axis": seed_axis,
                 "batch_size": train_config.batch_size, "task1_images": task1,
@@ -787,7 +799,7 @@ def main(argv=None) -> int:
                       help="the dtype the network computes in (TrainConfig.compute_dtype;"
                            " parameters stay float32)")
   parser.add_argument("--profile", default=None, metavar="DIR",
-                      help="record a jax.profiler trace of the measurements into DIR (open"
+                      help="record a jax.profiler trace of the first row into DIR (open"
                            " DIR/plugins/profile/*/perfetto_trace.json.gz at ui.perfetto.dev,"
                            " or DIR with TensorBoard/XProf) and print its top costs")
   parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -795,6 +807,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.child:
     return compare_child(args)
+  if args.profile and args.compare:
+    parser.error("--profile: not with --compare (its runs are subprocesses); profile one way"
+                 " of running without --compare")
   _apply_sizes(args)
 
   device = jax.devices()[0]
@@ -811,13 +826,12 @@ def main(argv=None) -> int:
   print("matmul peaks (measured): " + ", ".join(
       f"{k} {v['measured'] / 1e9:.1f} GFLOP/s" for k, v in header["peaks"].items()), flush=True)
   rows = Rows(args.json, header)
-  with (profile_trace(args.profile) if args.profile else contextlib.nullcontext()):
-    if args.compare:
-      compare(args, rows)
-    elif sizes_key(args.benchmark) == "mlp":
-      bench_runs(args, rows)
-    else:
-      bench_image(args, rows)
+  if args.compare:
+    compare(args, rows)
+  elif sizes_key(args.benchmark) == "mlp":
+    bench_runs(args, rows)
+  else:
+    bench_image(args, rows)
   measure_peaks_again(rows)
   if args.compare:
     _print_compare(rows.rows, args)
@@ -826,8 +840,8 @@ def main(argv=None) -> int:
   if args.profile:
     costs = top_costs(args.profile)
     rows.header["profile"] = {"folder": args.profile, "top_costs": costs}
-    print("\nTop costs of the profile (self times; Python and compiler threads left out):\n"
-          + format_top_costs(costs), flush=True)
+    print("\nTop costs of the first row's profile (self times; Python and compiler threads"
+          " left out):\n" + format_top_costs(costs), flush=True)
   rows.close()
   return 0
 

@@ -2,8 +2,10 @@
 
     python -m experiments.flops --data-dir DIR --run docs/runs/comparison/split_mnist \\
         --json docs/bench/flops_cpu.json
+    python -m experiments.flops --benchmarks split_cifar10 --synthetic \\
+        --json docs/bench/flops_cifar_cpu.json
 
-For each MNIST benchmark at its protocol's sizes: XLA's FLOP count of one
+For each benchmark at its protocol's sizes (its registry network): XLA's FLOP count of one
 training step, one Task-1 evaluation and one all-task evaluation
 (:func:`ngm_jax.cost.protocol_flops`, checked against a count by hand in
 ``tests/test_cost.py``). The device's fp32 peak is measured with a square
@@ -21,9 +23,11 @@ from typing import Sequence
 
 import jax
 
+from experiments.bench import synthetic_dataset
 from ngm_jax import benchmarks
 from ngm_jax.cost import matmul_peak, protocol_flops
 from ngm_jax.results import load_result
+from ngm_jax.runner import network
 from ngm_jax.train import TrainConfig
 
 
@@ -47,17 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--benchmarks", default="split_mnist,rotated_mnist,permuted_mnist")
+  parser.add_argument("--synthetic", action="store_true",
+                      help="random data in the shapes and sizes of each benchmark's dataset"
+                           " (the counts do not depend on pixel values)")
   parser.add_argument("--run", default=None, help="a saved run folder to rate")
   parser.add_argument("--json", default=None)
   args = parser.parse_args(argv)
   rows: dict = {"device": str(jax.devices()[0].device_kind), "benchmarks": {}}
   for name in args.benchmarks.split(","):
     record = benchmarks.get(name)
-    stream = benchmarks.load_benchmark(name, args.data_dir,
-                                       **({"train_per_task": 1000} if name == "permuted_mnist"
-                                          else {}))
+    options = {"train_per_task": 1000} if name == "permuted_mnist" else {}
+    if args.synthetic:
+      stream = record.build(synthetic_dataset(record.dataset), **options)
+    else:
+      stream = benchmarks.load_benchmark(name, args.data_dir, **options)
     config: TrainConfig = record.config
-    counts = protocol_flops(stream, "ngm_sgd", config)
+    net, _ = network(stream, augment=record.augment)  # the registry's network
+    counts = protocol_flops(stream, "ngm_sgd", config, **net)
     counts["task1_images"] = int(stream.test_task_ends[0])
     counts["batch_size"] = config.batch_size
     counts["test_images"] = int(len(stream.test_labels))

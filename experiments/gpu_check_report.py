@@ -132,7 +132,7 @@ def profile(rec: dict, check) -> list[str]:
            f"NGM-SGD, one seed, a short schedule ({rec['loop']} loop; timings"
            f" {rec['timings']['ngm_sgd']}). Trace in `{rec['folder']}`: open"
            " `plugins/profile/*/perfetto_trace.json.gz` at ui.perfetto.dev, or the folder with"
-           " `xprof --logdir` / TensorBoard's profile plugin. Top costs by self time (Python and"
+           " `xprof --port 8791 FOLDER` (pip install xprof). Top costs by self time (Python and"
            " compiler threads left out; `ngm_jax.profiling.top_costs`):", "",
            "| operation | where | self time (ms) | calls | share |", "|---|---|---:|---:|---:|"]
   for r in rec["top_costs"]:

@@ -10,10 +10,10 @@ here, ``perfetto_trace.json.gz`` (Chrome trace-event JSON)::
     print(ngm_jax.profiling.format_top_costs(ngm_jax.profiling.top_costs("/tmp/prof")))
 
 To look at it: drag ``perfetto_trace.json.gz`` onto https://ui.perfetto.dev
-(a timeline of every thread and device stream), or
-``pip install tensorboard xprof`` (the package formerly called
-tensorboard-plugin-profile) and ``tensorboard --logdir folder`` (or ``xprof
---logdir folder``), then the Profile tab (trace viewer, per-op statistics).
+(a timeline of every thread and device stream), or ``pip install xprof``
+(the profiler formerly called tensorboard-plugin-profile), ``xprof --port
+8791 folder`` and http://localhost:8791 (trace viewer, per-operation
+statistics; TensorBoard with that plugin reads the same folder).
 
 :func:`top_costs` sums the self time of the trace's complete events by
 name: on a GPU the kernels on the device's streams; on a CPU the XLA

@@ -123,5 +123,5 @@ def test_rows_give_flops_per_second_fraction_of_peak_and_a_profile(tmp_path, cap
   costs = record["profile"]["top_costs"]
   assert costs and any(c["name"].startswith("jit_train/") for c in costs)
   printed = capsys.readouterr().out
-  assert "| GFLOP/s | of peak |" in printed and "Top costs of the profile" in printed
+  assert "| GFLOP/s | of peak |" in printed and "Top costs of the first row's profile" in printed
   assert list(profile.glob("plugins/profile/*/perfetto_trace.json.gz"))
