@@ -35,7 +35,7 @@ def test_tiny_rehearsal_appends_every_section_to_the_results(tmp_path):
   assert added.startswith("## GPU check (issue 18): cpu: cpu x2") and "--tiny CPU rehearsal" in added
   headings = [line[4:] for line in added.splitlines() if line.startswith("### ")]
   assert headings == [TITLES["peaks"], TITLES["mnist"], TITLES["precision"] + ": Split MNIST"
-                      " metrics", TITLES["flops"], TITLES["profile"],
+                      " metrics", TITLES["profile"], TITLES["flops"],
                       TITLES["precision"] + ": the ResNet's speed", TITLES["cifar"],
                       TITLES["scaling"]]  # in the order they were measured
   record = json.loads((out / "gpu_check.json").read_text())
@@ -49,4 +49,27 @@ def test_tiny_rehearsal_appends_every_section_to_the_results(tmp_path):
   assert set(record["resnet_precision"]) == {"float32", "bfloat16"}
   assert set(record["cifar"]) == {"ngm_sgd", "adam"}
   assert set(record["scaling"]) == {"1", "2"} and record["scaling"]["2"]["seed_axis"] == "shard"
-  assert "| 2 | shard |" in added and "GFLOP/s" in added
+  assert "| 2 | shard |" in added and "GFLOP/s" in added and "Failed" not in added
+
+
+def test_an_item_without_time_left_or_that_fails_says_so_and_the_check_goes_on(
+    tmp_path, monkeypatch):
+  from experiments import gpu_check  # pylint: disable=import-outside-toplevel
+  results = tmp_path / "results.md"
+  results.write_text("# Results\n")
+
+  def broken(check):
+    raise RuntimeError("no CUPTI")
+
+  monkeypatch.setitem(gpu_check.RUNNERS, "profile", broken)
+  monkeypatch.setitem(gpu_check.RUNNERS, "peaks", lambda check: check.log("peaks", {"ran": 1}))
+  assert gpu_check.main(["--items", "peaks,profile,cifar", "--out", str(tmp_path / "out"),
+                         "--results", str(results), "--budget-s", "70"]) == 0
+  text = results.read_text()
+  assert text.startswith("# Results\n## GPU check (issue 18): cpu")
+  assert "### Profile of a short Split CIFAR-10 run\n\nFailed after" in text
+  assert "`RuntimeError: no CUPTI`" in text
+  # the CIFAR item needs 90 s: not started with at most 70 left
+  assert "### Split CIFAR-10 end to end\n\nNot measured:" in text and "90 s needed" in text
+  record = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+  assert record["peaks"] == {"ran": 1} and record["profile_failed"] == "RuntimeError: no CUPTI"
