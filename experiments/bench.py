@@ -100,7 +100,6 @@ absolute difference of any curve).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -119,14 +118,15 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import configs
+from experiments.bench_cost import (cost_fields, first_row_profiled, fraction_text,
+                                    measure_peaks_again)
 from ngm_jax.benchmarks import get as get_benchmark
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.benchmarks import names as benchmark_names
-from ngm_jax.cost import device_peaks, flops_per_iteration, peak_for, protocol_flops
+from ngm_jax.cost import device_peaks, flops_per_iteration, protocol_flops
 from ngm_jax.data import ImageDataset
 from ngm_jax.execution import LOOPS, SEED_AXES, program_bytes
 from ngm_jax.profiling import format_top_costs, top_costs
-from ngm_jax.profiling import trace as profile_trace
 from ngm_jax.runner import network, run_benchmark
 from ngm_jax.streams import subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
@@ -225,52 +225,6 @@ def _memory(compiled) -> dict[str, float]:
   out = {f.replace("_size_in_bytes", "_mb"): round(getattr(analysis, f, 0) / 1e6, 2)
          for f in fields if analysis is not None}
   return out
-
-
-def first_row_profiled(args):
-  """A ``jax.profiler`` trace into ``args.profile`` around the first call
-  (the first row measured), nothing around the later ones."""
-  if not args.profile or getattr(args, "_profiled", False):
-    return contextlib.nullcontext()
-  args._profiled = True  # pylint: disable=protected-access
-  return profile_trace(args.profile)
-
-
-def cost_fields(per_iteration: float | None, seed_iterations_per_s: float | None,
-                header: dict[str, Any], compute_dtype: str = "float32") -> dict[str, Any]:
-  """What a row achieved: one seed's FLOPs per iteration
-  (:func:`ngm_jax.cost.flops_per_iteration`) × seed-iterations per second, in
-  GFLOP/s, and its fraction of the device's measured peak at the precision
-  the run computed at (``header["peaks"]``, :func:`ngm_jax.cost.peak_for`)."""
-  if per_iteration is None or not seed_iterations_per_s:
-    return {}
-  achieved = per_iteration * seed_iterations_per_s
-  out = {"mflop_per_iteration": round(per_iteration / 1e6, 2),
-         "achieved_gflop_per_s": round(achieved / 1e9, 3), "compute_dtype": compute_dtype}
-  peak = peak_for(header.get("peaks", {}), compute_dtype)
-  if peak is not None:
-    out.update(peak=peak[0], fraction_of_peak=round(achieved / peak[1], 5))
-  return out
-
-
-def measure_peaks_again(rows: Rows) -> None:
-  """Measures the peaks once more (a shared machine's load moves them) and
-  keeps the higher of each; every row's fraction of peak follows."""
-  again = device_peaks(list(rows.header["peaks"]))
-  for kind, value in again.items():
-    old = rows.header["peaks"][kind]
-    old["measured"] = max(old["measured"], value["measured"])
-  print("matmul peaks (best of the start and the end): " + ", ".join(
-      f"{k} {v['measured'] / 1e9:.1f} GFLOP/s" for k, v in rows.header["peaks"].items()),
-        flush=True)
-  for r in rows.rows:
-    peak = peak_for(rows.header["peaks"], r.get("compute_dtype", "float32"))
-    if "achieved_gflop_per_s" in r and peak is not None:
-      r["fraction_of_peak"] = round(r["achieved_gflop_per_s"] * 1e9 / peak[1], 5)
-
-
-def _fraction(r: dict) -> str:
-  return f"{100 * r['fraction_of_peak']:.2f} %" if "fraction_of_peak" in r else "—"
 
 
 # --- The stream ---------------------------------------------------------------
@@ -412,7 +366,8 @@ def _print_runs(rows: list[dict]) -> None:
   for r in rows:
     print(f"| {r['seeds']} | {r['data_as']} | {r['eval_every']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['iterations_per_s']} | {r['seed_iterations_per_s']} |"
-          f" {r.get('mflop_per_iteration')} | {r.get('achieved_gflop_per_s')} | {_fraction(r)} |"
+          f" {r.get('mflop_per_iteration')} | {r.get('achieved_gflop_per_s')} |"
+          f" {fraction_text(r)} |"
           f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r['peak_rss_mb']} |")
 
 
@@ -503,7 +458,7 @@ def _print_image(rows: list[dict]) -> None:
     print(f"| {r['seeds']} | {r['loop']} | {r['seed_axis']} | {r['compile_s']} |"
           f" {r['interval_s']} | {r['task_eval_s']} | {r['iterations_per_s']} |"
           f" {r['seed_iterations_per_s']} | {r.get('mflop_per_iteration')} |"
-          f" {r.get('achieved_gflop_per_s')} | {_fraction(r)} |")
+          f" {r.get('achieved_gflop_per_s')} | {fraction_text(r)} |")
 
 
 # --- Comparisons: one subprocess per run -------------------------------------
@@ -726,7 +681,7 @@ def _print_compare(rows, args):
     diff = r["max_abs_diff"]
     print(f"| {r['run']} | {r['devices']} | {r['runs_computed']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['run_vs_first']} | {r['seed_iterations_per_s']} |"
-          f" {r.get('achieved_gflop_per_s')} | {_fraction(r)} |"
+          f" {r.get('achieved_gflop_per_s')} | {fraction_text(r)} |"
           f" {_mb(r['device_bytes'])} | {r['peak_rss_mb']} | {r['process_wall_s']} |"
           f" {'yes' if r['training_bitwise'] else 'no'} |"
           f" {r['first_training_difference'] or '—'} |"

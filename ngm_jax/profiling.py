@@ -101,7 +101,8 @@ def top_costs(folder: str | os.PathLike, n: int = 10,
     ``[{"name", "where", "self_ms", "count", "share"}]``, most costly first:
     ``name`` is the HLO operation, after its program's name where the trace
     gives it (``jit_train/fusion.3``: ``compiled.as_text()`` of that program
-    shows what the operation is); ``where`` is the process and thread (a GPU stream, an XLA CPU thread);
+    shows what the operation is); ``where`` is the process and thread (a
+    GPU stream, an XLA CPU thread);
     ``self_ms`` the time in the operation itself, not in operations nested in
     it; ``share`` its fraction of the self time of every event kept.
   """

@@ -32,7 +32,8 @@ def test_tiny_rehearsal_appends_every_section_to_the_results(tmp_path):
   assert text.startswith(before)  # appended, nothing before it touched
   added = text[len(before):]
   assert added == (out / "gpu_check.md").read_text()
-  assert added.startswith("## GPU check (issue 18): cpu: cpu x2") and "--tiny CPU rehearsal" in added
+  assert added.startswith("## GPU check (issue 18): cpu: cpu x2")
+  assert "--tiny CPU rehearsal" in added
   headings = [line[4:] for line in added.splitlines() if line.startswith("### ")]
   assert headings == [TITLES["peaks"], TITLES["mnist"], TITLES["precision"] + ": Split MNIST"
                       " metrics", TITLES["profile"], TITLES["flops"],
