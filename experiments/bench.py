@@ -23,7 +23,8 @@ Task-1 test evaluation after every iteration, every task's test set every 10)
 and report iterations per second. A second row per seed count evaluates only
 at task ends, to show what the per-iteration evaluation costs.
 ``--data-as argument,constant`` compares the data as arguments of the program
-with the data compiled into it; ``--repeats 0`` compiles only.
+with the data compiled into it; ``--repeats 0`` compiles only;
+``--iterations-per-task N`` shortens the runs.
 
 **Split CIFAR-10** (the slim ResNet-18; so the other convolutional
 benchmarks), timed intervals::
@@ -48,6 +49,18 @@ evaluated on 100 images); 2 intervals per timing; best of 1. ``--full`` is for
 accelerators: the protocol's sizes (batch 256, the whole test sets: Task 1 on
 2,000 images, all 10,000 every 20 iterations), 1 and 5 seeds, all six modes,
 3 intervals per timing, best of 2. Any size flag given overrides either.
+
+**Cost** (every mode): each row also gives one seed's FLOPs per iteration
+(XLA's count of a training step, the Task-1 evaluation and the all-task
+evaluation per iteration, :func:`ngm_jax.cost.protocol_flops`), the FLOP/s
+achieved (× seed-iterations per second) and the fraction of the device's
+peak at the precision the run computed at: a square matmul measured at the
+start (fp32 on a CPU; TF32 for float32 and bf16 for ``--compute-dtype
+bfloat16`` on a GPU; :func:`ngm_jax.cost.device_peaks`, with NVIDIA's
+datasheet figures in the JSON header beside them). ``--profile DIR`` records
+a ``jax.profiler`` trace of the first row (its compiling and timed runs: one
+program, so that XLA's operation names in the trace are that program's) and
+prints its top costs (:mod:`ngm_jax.profiling` says how to open it).
 
 **Comparisons** (``--compare``): each run in a subprocess of this script (a
 fresh process, so that its peak RSS is its own and its device count can be
@@ -105,11 +118,15 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import configs
+from experiments.bench_cost import (cost_fields, first_row_profiled, fraction_text,
+                                    measure_peaks_again)
 from ngm_jax.benchmarks import get as get_benchmark
 from ngm_jax.benchmarks import load_benchmark
 from ngm_jax.benchmarks import names as benchmark_names
+from ngm_jax.cost import device_peaks, flops_per_iteration, protocol_flops
 from ngm_jax.data import ImageDataset
 from ngm_jax.execution import LOOPS, SEED_AXES, program_bytes
+from ngm_jax.profiling import format_top_costs, top_costs
 from ngm_jax.runner import network, run_benchmark
 from ngm_jax.streams import subsample_test
 from ngm_jax.train import make_train, make_train_parts, seed_keys
@@ -312,24 +329,48 @@ def time_protocol(stream, train_config, optimizer, num_seeds, repeats, data_as="
   }
 
 
+def _shortened(config, iterations_per_task):
+  """``config`` with ``iterations_per_task`` (if given), the per-task
+  evaluation every task's end if its interval no longer divides it."""
+  if not iterations_per_task:
+    return config
+  every = config.task_eval_every
+  return dataclasses.replace(config, iterations_per_task=iterations_per_task,
+                             task_eval_every=every if iterations_per_task % every == 0
+                             else iterations_per_task)
+
+
 def bench_runs(args, rows: Rows) -> list[dict]:
   """Whole runs of ``args.benchmark`` (the Split MNIST protocol's table)."""
-  config = configs.get_config(args.benchmark).train
+  config = _shortened(configs.get_config(args.benchmark).train, args.iterations_per_task)
+  config = dataclasses.replace(config, compute_dtype=args.compute_dtype)
   no_eval = dataclasses.replace(config, eval_every=config.iterations_per_task,
                                 task_eval_every=config.iterations_per_task)
   stream, _ = bench_stream(args)
+  counts = protocol_flops(stream, args.optimizer, config)
+  rows.header["flops"] = counts
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     for cfg in (config, no_eval):
       for data_as in args.data_as.split(","):
-        rows.add(time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as))
+        with first_row_profiled(args):
+          row = time_protocol(stream, cfg, args.optimizer, num_seeds, args.repeats, data_as)
+        rows.add({**row, **cost_fields(flops_per_iteration(counts, cfg),
+                                       row["seed_iterations_per_s"], rows.header,
+                                       cfg.compute_dtype)})
+  return rows.rows
+
+
+def _print_runs(rows: list[dict]) -> None:
   print("\n| seeds | data as | Task-1 eval every | compile (s) | run (s) | iterations/s |"
-        " seed-iterations/s | arguments (MB) | temporaries (MB) | peak RSS (MB) |")
-  print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-  for r in rows.rows:
+        " seed-iterations/s | MFLOP / iteration | GFLOP/s | of peak | arguments (MB) |"
+        " temporaries (MB) | peak RSS (MB) |")
+  print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+  for r in rows:
     print(f"| {r['seeds']} | {r['data_as']} | {r['eval_every']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['iterations_per_s']} | {r['seed_iterations_per_s']} |"
+          f" {r.get('mflop_per_iteration')} | {r.get('achieved_gflop_per_s')} |"
+          f" {fraction_text(r)} |"
           f" {r.get('argument_mb')} | {r.get('temp_mb')} | {r['peak_rss_mb']} |")
-  return rows.rows
 
 
 # --- Convolutional networks (Split CIFAR-10): timed intervals ---------------
@@ -375,7 +416,7 @@ def bench_image(args, rows: Rows) -> list[dict]:
   overrides = {k: v for k, v in (("batch_size", args.batch_size),
                                  ("eval_task1_limit", args.eval_task1_limit)) if v}
   train_config = dataclasses.replace(config.train, iterations_per_task=1, task_eval_every=1,
-                                     **overrides)
+                                     compute_dtype=args.compute_dtype, **overrides)
   record = get_benchmark(args.benchmark)
   net, _ = network(stream, augment=record.augment if config.augment else None)
   modes = [m.split(":") for m in args.modes.split(",")]
@@ -384,6 +425,9 @@ def bench_image(args, rows: Rows) -> list[dict]:
         f" Task-1 evaluation on {task1} images every iteration, all"
         f" {len(stream.test_labels)} test images every {config.train.task_eval_every};"
         f" best of {args.repeats}, {args.iterations} intervals per timing", flush=True)
+  counts = protocol_flops(stream, args.optimizer, train_config, **net)
+  rows.header["flops"] = counts
+  per_seed_iteration = flops_per_iteration(counts, train_config, config.train.task_eval_every)
   for num_seeds in (int(s) for s in args.seeds.split(",")):
     keys = seed_keys(num_seeds)
     for loop, seed_axis in modes:
@@ -391,8 +435,9 @@ def bench_image(args, rows: Rows) -> list[dict]:
         continue  # one seed: lax.map is the sequential program inside a loop
       parts = make_train_parts(stream, args.optimizer, train_config, **net,
                                unroll=(loop == "chunked"))
-      compile_s, t_interval, t_task_eval = time_image_mode(
-          parts, keys, loop, seed_axis, args.iterations, args.repeats)
+      with first_row_profiled(args):
+        compile_s, t_interval, t_task_eval = time_image_mode(
+            parts, keys, loop, seed_axis, args.iterations, args.repeats)
       per_iteration = t_interval + t_task_eval / config.train.task_eval_every
       rows.add({"seeds": num_seeds, "loop": loop, "seed_axis": seed_axis,
                 "batch_size": train_config.batch_size, "task1_images": task1,
@@ -401,15 +446,21 @@ def bench_image(args, rows: Rows) -> list[dict]:
                 "task_eval_s": round(t_task_eval, 3),
                 "iterations_per_s": round(1 / per_iteration, 4),
                 "seed_iterations_per_s": round(num_seeds / per_iteration, 4),
-                "peak_rss_mb": peak_rss_mb()})
+                "peak_rss_mb": peak_rss_mb(),
+                **cost_fields(per_seed_iteration, num_seeds / per_iteration, rows.header,
+                              train_config.compute_dtype)})
+  return rows.rows
+
+
+def _print_image(rows: list[dict]) -> None:
   print("\n| seeds | loop | seeds run by | compile (s) | s / interval | s / all-task eval |"
-        " iterations/s | seed-iterations/s |")
-  print("|---:|---|---|---:|---:|---:|---:|---:|")
-  for r in rows.rows:
+        " iterations/s | seed-iterations/s | MFLOP / iteration | GFLOP/s | of peak |")
+  print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+  for r in rows:
     print(f"| {r['seeds']} | {r['loop']} | {r['seed_axis']} | {r['compile_s']} |"
           f" {r['interval_s']} | {r['task_eval_s']} | {r['iterations_per_s']} |"
-          f" {r['seed_iterations_per_s']} |")
-  return rows.rows
+          f" {r['seed_iterations_per_s']} | {r.get('mflop_per_iteration')} |"
+          f" {r.get('achieved_gflop_per_s')} | {fraction_text(r)} |")
 
 
 # --- Comparisons: one subprocess per run -------------------------------------
@@ -482,7 +533,7 @@ def compare_setup(args):
   if "iterations_per_task" in overrides and (
       overrides["iterations_per_task"] % config.task_eval_every):
     overrides["task_eval_every"] = overrides["iterations_per_task"]
-  config = dataclasses.replace(config, **overrides)
+  config = dataclasses.replace(config, compute_dtype=args.compute_dtype, **overrides)
   net, _ = network(stream, augment=augment)
   return stream, config, net, augment
 
@@ -553,7 +604,7 @@ def compare_curves(curves: dict[str, np.ndarray], ref: dict[str, np.ndarray]) ->
 def _child_command(args, spec: str, out: Path) -> list[str]:
   cmd = [sys.executable, str(Path(__file__).resolve()), "--benchmark", args.benchmark,
          "--optimizer", args.optimizer, "--seeds", str(args.seeds), "--child", spec,
-         "--child-out", str(out)]
+         "--child-out", str(out), "--compute-dtype", args.compute_dtype]
   for flag, value in (("--data-dir", args.data_dir), ("--iterations-per-task",
                                                        args.iterations_per_task),
                       ("--batch-size", args.batch_size), ("--test-subset", args.test_subset),
@@ -572,6 +623,9 @@ def compare(args, rows: Rows) -> list[dict]:
   num_seeds = int(args.seeds)
   specs = args.runs.split(",")
   fake = jax.default_backend() == "cpu"
+  stream, config, net, _ = compare_setup(args)
+  rows.header["flops"] = protocol_flops(stream, args.optimizer, config, **net)
+  per_seed_iteration = flops_per_iteration(rows.header["flops"], config)
   ref = ref_curves = None
   with tempfile.TemporaryDirectory() as tmp:
     for n, spec in enumerate(specs):
@@ -605,9 +659,10 @@ def compare(args, rows: Rows) -> list[dict]:
           "process_wall_s": round(wall, 1),
           "run_vs_first": round(row["run_s"] / ref["run_s"], 3),
           "compile_vs_first": round(row["compile_s"] / ref["compile_s"], 3),
-          **compare_curves(curves, ref_curves)})
+          **compare_curves(curves, ref_curves),
+          **cost_fields(per_seed_iteration, row["seed_iterations_per_s"], rows.header,
+                        config.compute_dtype)})
       rows.add(row)
-  _print_compare(rows.rows, args)
   return rows.rows
 
 
@@ -621,13 +676,14 @@ def _print_compare(rows, args):
         f" {rows[0]['iterations'] if rows else '?'} iterations, batch"
         f" {rows[0]['batch_size'] if rows else '?'}; ratios against {first}:\n")
   print("| run | devices | runs computed | compile (s) | run (s) | run ÷ first |"
-        " seed-iterations/s | device bytes (MB) | peak RSS (MB) | process (s) |"
-        " training bitwise | first differing iteration | max abs diff |")
-  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        " seed-iterations/s | GFLOP/s | of peak | device bytes (MB) | peak RSS (MB) |"
+        " process (s) | training bitwise | first differing iteration | max abs diff |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
   for r in rows:
     diff = r["max_abs_diff"]
     print(f"| {r['run']} | {r['devices']} | {r['runs_computed']} | {r['compile_s']} |"
           f" {r['run_s']} | {r['run_vs_first']} | {r['seed_iterations_per_s']} |"
+          f" {r.get('achieved_gflop_per_s')} | {fraction_text(r)} |"
           f" {_mb(r['device_bytes'])} | {r['peak_rss_mb']} | {r['process_wall_s']} |"
           f" {'yes' if r['training_bitwise'] else 'no'} |"
           f" {r['first_training_difference'] or '—'} |"
@@ -676,7 +732,7 @@ def main(argv=None) -> int:
                       help="--compare: comma-separated loop:seed_axis@devices or python@1"
                            " (@S: one device per seed); the first is the reference")
   parser.add_argument("--iterations-per-task", type=int, default=None,
-                      help="--compare: shorten the protocol")
+                      help="--compare and whole runs (MLP): shorten the protocol")
   parser.add_argument("--seeds", default=None, help="comma-separated seed counts")
   parser.add_argument("--modes", default=None,
                       help="convolutional benchmarks: comma-separated loop:seed_axis pairs")
@@ -696,11 +752,21 @@ def main(argv=None) -> int:
                       help="timed runs per row, best kept (0: compile and measure memory only)")
   parser.add_argument("--json", default=None,
                       help="also write the rows here (rewritten after every row)")
+  parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="the dtype the network computes in (TrainConfig.compute_dtype;"
+                           " parameters stay float32)")
+  parser.add_argument("--profile", default=None, metavar="DIR",
+                      help="record a jax.profiler trace of the first row into DIR (open"
+                           " DIR/plugins/profile/*/perfetto_trace.json.gz at ui.perfetto.dev,"
+                           " or DIR with TensorBoard/XProf) and print its top costs")
   parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
     return compare_child(args)
+  if args.profile and args.compare:
+    parser.error("--profile: not with --compare (its runs are subprocesses); profile one way"
+                 " of running without --compare")
   _apply_sizes(args)
 
   device = jax.devices()[0]
@@ -713,6 +779,9 @@ def main(argv=None) -> int:
                                                                 else argv)),
             "settings": {k: v for k, v in vars(args).items()
                          if k not in ("json", "child", "child_out")}}
+  header["peaks"] = device_peaks()  # FLOP/s of a matmul: what the rows are rated against
+  print("matmul peaks (measured): " + ", ".join(
+      f"{k} {v['measured'] / 1e9:.1f} GFLOP/s" for k, v in header["peaks"].items()), flush=True)
   rows = Rows(args.json, header)
   if args.compare:
     compare(args, rows)
@@ -720,6 +789,16 @@ def main(argv=None) -> int:
     bench_runs(args, rows)
   else:
     bench_image(args, rows)
+  measure_peaks_again(rows)
+  if args.compare:
+    _print_compare(rows.rows, args)
+  else:
+    (_print_runs if sizes_key(args.benchmark) == "mlp" else _print_image)(rows.rows)
+  if args.profile:
+    costs = top_costs(args.profile)
+    rows.header["profile"] = {"folder": args.profile, "top_costs": costs}
+    print("\nTop costs of the first row's profile (self times; Python and compiler threads"
+          " left out):\n" + format_top_costs(costs), flush=True)
   rows.close()
   return 0
 

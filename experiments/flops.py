@@ -2,8 +2,10 @@
 
     python -m experiments.flops --data-dir DIR --run docs/runs/comparison/split_mnist \\
         --json docs/bench/flops_cpu.json
+    python -m experiments.flops --benchmarks split_cifar10 --synthetic \\
+        --json docs/bench/flops_cifar_cpu.json
 
-For each MNIST benchmark at its protocol's sizes: XLA's FLOP count of one
+For each benchmark at its protocol's sizes (its registry network): XLA's FLOP count of one
 training step, one Task-1 evaluation and one all-task evaluation
 (:func:`ngm_jax.cost.protocol_flops`, checked against a count by hand in
 ``tests/test_cost.py``). The device's fp32 peak is measured with a square
@@ -16,30 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 
+from experiments.bench import synthetic_dataset
 from ngm_jax import benchmarks
-from ngm_jax.cost import protocol_flops
+from ngm_jax.cost import matmul_peak, protocol_flops
 from ngm_jax.results import load_result
+from ngm_jax.runner import network
 from ngm_jax.train import TrainConfig
-
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-  """FLOP/s of an ``n × n`` fp32 matmul on the default device (best of ``repeats``)."""
-  a = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2.0 * n ** 3 / best
 
 
 def achieved(run: Path, per_benchmark: dict) -> dict:
@@ -62,17 +51,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--benchmarks", default="split_mnist,rotated_mnist,permuted_mnist")
+  parser.add_argument("--synthetic", action="store_true",
+                      help="random data in the shapes and sizes of each benchmark's dataset"
+                           " (the counts do not depend on pixel values)")
   parser.add_argument("--run", default=None, help="a saved run folder to rate")
   parser.add_argument("--json", default=None)
   args = parser.parse_args(argv)
   rows: dict = {"device": str(jax.devices()[0].device_kind), "benchmarks": {}}
   for name in args.benchmarks.split(","):
     record = benchmarks.get(name)
-    stream = benchmarks.load_benchmark(name, args.data_dir,
-                                       **({"train_per_task": 1000} if name == "permuted_mnist"
-                                          else {}))
+    options = {"train_per_task": 1000} if name == "permuted_mnist" else {}
+    if args.synthetic:
+      stream = record.build(synthetic_dataset(record.dataset), **options)
+    else:
+      stream = benchmarks.load_benchmark(name, args.data_dir, **options)
     config: TrainConfig = record.config
-    counts = protocol_flops(stream, "ngm_sgd", config)
+    net, _ = network(stream, augment=record.augment)  # the registry's network
+    counts = protocol_flops(stream, "ngm_sgd", config, **net)
     counts["task1_images"] = int(stream.test_task_ends[0])
     counts["batch_size"] = config.batch_size
     counts["test_images"] = int(len(stream.test_labels))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 __all__ = ["ParameterError", "ParameterTypeError", "Rule", "RULES", "allowed", "check",
-           "check_number", "check_integer"]
+           "check_number", "check_integer", "check_choice"]
 
 
 class _Told:
@@ -165,17 +165,37 @@ def check_integer(what: str, value: Any, minimum: int, optional: bool = False) -
     raise _error(ParameterError, what, value, f": must be {allowed_text}.")
 
 
+def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+  """Raises unless ``value`` is one of the strings ``choices``.
+
+  Raises:
+    ParameterTypeError: not a string (a TypeError).
+    ParameterError: a string not in ``choices`` (a ValueError).
+  """
+  allowed_text = "one of " + ", ".join(map(repr, choices))
+  if not isinstance(value, str):
+    raise _error(ParameterTypeError, what, value,
+                 f": must be {allowed_text}, not a {type(value).__name__}.")
+  if value not in choices:
+    raise _error(ParameterError, what, value, f": must be {allowed_text}.")
+
+
 class Rule:
-  """What one hyperparameter may be: its kind, its range in words and as a test."""
+  """What one hyperparameter may be: its kind (``"int"``, ``"float"`` or
+  ``"choice"``: one of the strings ``choices``), its range in words and as a test."""
 
   def __init__(self, kind: str, allowed_text: str, ok: Callable[[float], bool] | None = None,
-               minimum: int = 1, optional: bool = False, meaning: str = ""):
+               minimum: int = 1, optional: bool = False, meaning: str = "",
+               choices: tuple[str, ...] = ()):
     self.kind, self.allowed_text, self.ok = kind, allowed_text, ok
     self.minimum, self.optional, self.meaning = minimum, optional, meaning
+    self.choices = choices
 
   def __call__(self, what: str, value: Any) -> None:
     if self.kind == "int":
       check_integer(what, value, self.minimum, self.optional)
+    elif self.kind == "choice":
+      check_choice(what, value, self.choices)
     elif value is None and self.optional:
       return
     else:
@@ -206,6 +226,10 @@ RULES: dict[str, Rule] = {
     "backbone_momentum": Rule("float", "None or a finite number in [0, 1)",
                               lambda v: 0 <= v < 1, optional=True,
                               meaning="the backbone's SGD momentum"),
+    "compute_dtype": Rule("choice", "one of 'float32', 'bfloat16'",
+                          choices=("float32", "bfloat16"),
+                          meaning="the dtype the network computes in; parameters, gradients,"
+                                  " optimizer state and gain stay float32"),
 }
 
 

@@ -23,7 +23,7 @@ from ngm_jax.optimizers import OPTIMIZERS
 from ngm_jax.streams import TaskStream
 
 __all__ = ["TrainConfig", "ExperimentConfig", "seed_keys", "curve_iterations",
-           "task1_eval_size"]
+           "task1_eval_size", "train_record"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,10 @@ class TrainConfig:
       and every other parameter SGD with this momentum, through
       ``optax.partition`` (the image benchmarks' NGM-SGD: gain-modulated
       classifier by plain SGD, backbone by momentum SGD 0.9).
+    compute_dtype: ``"float32"`` (default) or ``"bfloat16"``: the dtype the
+      network's forward and backward pass compute in
+      (:mod:`ngm_jax.precision`); parameters, gradients, optimizer state, the
+      gain, the loss and the entropy stay float32 either way.
   """
 
   iterations_per_task: int = 200
@@ -63,6 +67,7 @@ class TrainConfig:
   eval_task1_limit: int | None = None
   eval_batch_size: int | None = None
   backbone_momentum: float | None = None
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
     """Checks every field (:mod:`ngm_jax.checks`), then the schedule.
@@ -126,6 +131,15 @@ class ExperimentConfig:
     defaults, the five optimizers, five seeds, no augmentation, every test
     image."""
     return cls(benchmark=record.name, train=record.config, options=dict(record.options))
+
+
+def train_record(record: dict[str, Any]) -> dict[str, Any]:
+  """A :class:`TrainConfig` as saved in a ``run.json`` (``"train"``, a
+  variant's ``"train"``), with the fields an older run did not record set to
+  their defaults: the values that code always used (e.g. ``compute_dtype``
+  float32). Unknown keys are kept, so that they still count as a difference."""
+  defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+  return {**defaults, **record}
 
 
 def seed_keys(seeds: int | list[int]) -> jax.Array:

@@ -20,7 +20,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 
-from ngm_jax.config import TrainConfig, task1_eval_size
+from ngm_jax.config import TrainConfig, task1_eval_size, train_record
 from ngm_jax.results import command_line
 from ngm_jax.streams import TaskStream
 
@@ -147,12 +147,30 @@ def _leaf_differences(saved: Any, now: Any, path: tuple[str, ...]) -> list[Diffe
   return [] if saved == now else [Difference(path, saved, now)]
 
 
+def _with_train_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
+  """A saved record with the training fields it did not record (made before
+  they existed, e.g. ``compute_dtype``) at their defaults, in ``train`` and in
+  each variant's ``train`` (:func:`ngm_jax.config.train_record`)."""
+  record = dict(record)
+  if isinstance(record.get("train"), dict):
+    record["train"] = train_record(record["train"])
+  if isinstance(record.get("variants"), dict):
+    record["variants"] = {
+        label: {**v, "train": train_record(v["train"])}
+        if isinstance(v, dict) and isinstance(v.get("train"), dict) else v
+        for label, v in record["variants"].items()}
+  return record
+
+
 def resume_differences(saved: Mapping[str, Any], now: Mapping[str, Any],
                        keys: Sequence[str] = SAME_RUN) -> list[Difference]:
   """Where ``now`` differs from ``saved`` on ``keys``, leaf by leaf (nested
   dicts are walked; lists compared whole), as JSON has them (tuples as
   lists). A setting shared by every variant that differs in the run's
-  ``train`` is listed once, there, not again under each variant."""
+  ``train`` is listed once, there, not again under each variant. A training
+  field ``saved`` did not record (it predates the field) counts as its
+  default."""
+  saved = _with_train_defaults(saved)
   as_json = lambda value: json.loads(json.dumps(value))
   found = []
   for key in keys:

@@ -32,6 +32,7 @@ from ngm_jax.model_fns import ModelFns, check_logits, model_fns
 from ngm_jax.models import MLP, standardise_mnist
 from ngm_jax.optimizers import Optimizer, as_optimizer
 from ngm_jax.placement import Placement, gain_mask, kernels
+from ngm_jax.precision import with_compute_dtype
 from ngm_jax.sampling import Sampler, joint_sampler
 from ngm_jax.streams import TaskStream
 
@@ -153,7 +154,9 @@ def make_train_parts(
   mask = lambda params: gain_mask(params, where)
   spec = as_optimizer(optimizer, config, mask)
   tx = spec.tx
-  net = model_fns(model if model is not None else MLP(num_classes=stream.num_classes))
+  net = with_compute_dtype(  # bfloat16 inside the pass if config says so
+      model_fns(model if model is not None else MLP(num_classes=stream.num_classes)),
+      config.compute_dtype)
   data = train_data(stream) if data is None else data
 
   num_tasks = stream.num_tasks

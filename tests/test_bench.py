@@ -115,3 +115,30 @@ def test_checkpoint_cost_times_every_save_and_compares_the_curves(tmp_path):
   assert len(saves) >= 5 and all(s["s"] > 0 and s["bytes"] > 0 for s in saves)  # a task end each
   assert record["without_checkpoints"]["checkpoints"] == []
   assert record["with_checkpoints"]["run_s"] > 0
+
+
+@pytest.mark.slow  # compiles the runs, the FLOP counts and a matmul (~20 s here)
+def test_rows_give_flops_per_second_fraction_of_peak_and_a_profile(tmp_path, capsys):
+  data_dir = write_mnist_idx(tmp_path / "mnist", fake_mnist(n_train_per_class=4,
+                                                              n_test_per_class=2))
+  out, profile = tmp_path / "rows.json", tmp_path / "profile"
+  assert bench.main(["--data-dir", str(data_dir), "--iterations-per-task", "2", "--seeds", "1",
+                     "--repeats", "1", "--json", str(out), "--profile", str(profile)]) == 0
+  record = json.loads(out.read_text())
+  peak = record["peaks"]["fp32"]["measured"]
+  assert set(record["peaks"]) == {"fp32"} and peak > 1e8  # CPU: fp32 only
+  counts = record["flops"]
+  every_iteration, at_task_ends = record["rows"]  # Task-1 evaluation every 1 / 2 iterations
+  for row, config in ((every_iteration, (1, 2)), (at_task_ends, (2, 2))):
+    per_iteration = (counts["train_step"] + counts["task1_eval"] / config[0]
+                     + counts["all_tasks_eval"] / config[1])
+    assert row["mflop_per_iteration"] == pytest.approx(per_iteration / 1e6, abs=0.01)
+    achieved = per_iteration * row["seed_iterations_per_s"]
+    assert row["achieved_gflop_per_s"] == pytest.approx(achieved / 1e9, rel=1e-3)
+    assert row["peak"] == "fp32"
+    assert row["fraction_of_peak"] == pytest.approx(achieved / peak, rel=2e-3)
+  costs = record["profile"]["top_costs"]
+  assert costs and any(c["name"].startswith("jit_train/") for c in costs)
+  printed = capsys.readouterr().out
+  assert "| GFLOP/s | of peak |" in printed and "Top costs of the first row's profile" in printed
+  assert list(profile.glob("plugins/profile/*/perfetto_trace.json.gz"))

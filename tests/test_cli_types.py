@@ -48,7 +48,7 @@ def test_help_of_every_override_flag_states_the_registry_values():
   split = benchmarks.get("split_mnist").config
   for field in TRAIN_FLAGS:
     value = getattr(split, field)
-    text = "none" if value is None else f"{value:g}"
+    text = ("none" if value is None else value if isinstance(value, str) else f"{value:g}")
     assert f"{text} split_mnist" in helps[flag_of(field)] or (
         f"{text}, every benchmark" in helps[flag_of(field)]), (field, helps[flag_of(field)])
   assert "200 split_mnist; 400 rotated_mnist" in helps["--iterations-per-task"]
@@ -66,3 +66,14 @@ def test_augment_help_names_the_config_files_that_turn_it_on():
   configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
   on = sorted(f.name for f in configs.glob("*.py") if "augment=True" in f.read_text())
   assert on and all(name in text for name in on), (on, text)
+
+
+def test_compute_dtype_flag_reads_a_choice_and_names_the_allowed(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", "--benchmark", "split_mnist", "--compute-dtype", "float16"])
+  assert exit_info.value.code == 2
+  assert ("argument --compute-dtype: float16 is not allowed: must be one of 'float32',"
+          " 'bfloat16'") in capsys.readouterr().err
+  parser = argparse.ArgumentParser()
+  cli.args.add_experiment_flags(parser)
+  assert parser.parse_args(["--compute-dtype", "bfloat16"]).compute_dtype == "bfloat16"

@@ -3,7 +3,8 @@
 import pytest
 
 from ngm_jax.config import task1_eval_size
-from ngm_jax.cost import mlp_forward_flops, protocol_flops
+from ngm_jax.cost import (DATASHEET_PEAKS, device_peaks, flops_per_iteration, matmul_peak,
+                          mlp_forward_flops, peak_for, protocol_flops)
 from ngm_jax.streams import split_mnist
 from ngm_jax.train import TrainConfig
 from tests.conftest import fake_mnist
@@ -37,3 +38,29 @@ def test_a_training_step_is_forward_and_backward(counts):
   params = sum(a * c for a, c in zip(WIDTHS[:-1], WIDTHS[1:]))
   extra = flops["ngm_sgd"]["train_step"] - flops["sgd"]["train_step"]
   assert params <= extra <= 4 * params
+
+
+def test_flops_per_iteration_adds_the_evaluations_at_their_intervals():
+  counts = {"train_step": 10.0, "task1_eval": 40.0, "all_tasks_eval": 200.0}
+  config = TrainConfig(iterations_per_task=20, eval_every=2, task_eval_every=10)
+  assert flops_per_iteration(counts, config) == 10 + 40 / 2 + 200 / 10
+  assert flops_per_iteration(counts, config, task_eval_every=20) == 10 + 20 + 10
+  assert flops_per_iteration({**counts, "task1_eval": None}, config) is None
+
+
+def test_the_peak_a_run_is_rated_against_follows_its_precision():
+  peaks = {k: {"measured": v, "datasheet": None} for k, v in
+           (("fp32", 1.0), ("tf32", 8.0), ("bf16", 16.0))}
+  assert peak_for(peaks, "float32", "cpu") == ("fp32", 1.0)
+  assert peak_for(peaks, "float32", "gpu") == ("tf32", 8.0)  # JAX's default on a GPU
+  assert peak_for(peaks, "bfloat16", "gpu") == ("bf16", 16.0)
+  assert peak_for({"fp32": peaks["fp32"]}, "bfloat16", "cpu") is None  # not measured
+  h200 = next(v for k, v in DATASHEET_PEAKS.items() if k in "NVIDIA H200")
+  assert h200["bf16"] == 2 * h200["tf32"]  # dense figures: bf16 twice TF32
+
+
+def test_a_matmul_peak_is_measured_on_this_cpu():
+  peaks = device_peaks()
+  assert set(peaks) == {"fp32"} and peaks["fp32"]["datasheet"] is None
+  assert peaks["fp32"]["measured"] > 1e8
+  assert matmul_peak(n=256, repeats=2) > 1e7

@@ -81,7 +81,7 @@ def flag_type(field: str, flag: str | None = None) -> Callable[[str], Any]:
 
   def parse(text: str) -> Any:
     try:
-      value = int(text) if integer else float(text)
+      value = text if rule.kind == "choice" else int(text) if integer else float(text)
     except ValueError:
       raise argparse.ArgumentTypeError(
           f"{text!r} is not {'an integer' if integer else 'a number'}: must be {allowed}"
@@ -148,7 +148,7 @@ def _option_value(text: str) -> Any:
 # TrainConfig field → its argparse type, which checks it; the flag is flag_of(field).
 TRAIN_FLAGS = {field: flag_type(field) for field in (
     "iterations_per_task", "batch_size", "learning_rate", "gamma", "g0", "eta", "const_gain",
-    "eval_every", "task_eval_every", "eval_task1_limit", "eval_batch_size")}
+    "eval_every", "task_eval_every", "eval_task1_limit", "eval_batch_size", "compute_dtype")}
 # Benchmark options whose flag or type says more than the option's name and default.
 _OPTION_FLAGS = {
     "num_tasks": ("--num-tasks", count_type("tasks in the stream")),
