@@ -96,7 +96,8 @@ def test_cli_resume_with_another_eta_names_the_flag(tmp_path, capsys):
             "--data-dir", str(data_dir), "--out", str(out), "--iterations-per-task", "4",
             "--batch-size", "8", "--task-eval-every", "2", "--no-progress"]
   assert cli.main(common + ["--eta", "0.4"]) == 0
-  capsys.readouterr()
+  summary = capsys.readouterr().out
+  assert "Split MNIST: 1 seeds, 5 tasks x 4 iterations" in summary  # the display name
   assert cli.main(common + ["--eta", "0.9", "--resume"]) == 2
   err = capsys.readouterr().err
   assert "--eta: saved 0.4, now 0.9" in err, err

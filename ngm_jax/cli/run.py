@@ -39,6 +39,7 @@ from ngm_jax.execution import LOOPS, SEED_AXES
 from ngm_jax.optimizers import OPTIMIZER_NAMES, Optimizer
 from ngm_jax.run_record import ResumeMismatch
 from ngm_jax.runner import run_benchmark
+from ngm_jax.results import display_name
 from ngm_jax.tables import run_summary
 
 __all__ = ["HELP", "add_arguments", "run", "find_factory", "load_factory", "resolve_optimizers"]
@@ -217,7 +218,7 @@ def _run(args: argparse.Namespace, config, train, out: str) -> None:
     raise e.told(flag_of_record) from None
   if jax.process_index() == 0:  # one summary, from the process that wrote the files
     meta = result.meta
-    title = (f"{meta.get('benchmark_label') or meta['benchmark']}: {result.num_seeds} seeds,"
+    title = (f"{display_name(meta)}: {result.num_seeds} seeds,"
              f" {meta['num_tasks']} tasks x {meta['train']['iterations_per_task']} iterations,"
              f" {meta.get('wall_s', '?')} s")
     print(run_summary(result.metrics, meta.get("timings", {}), title, out), flush=True)
