@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from ngm_jax.config import TrainConfig, curve_iterations, seed_keys, task1_eval_size
+from ngm_jax.evaluation import correct_and_loss, eval_interval, task_eval
 from ngm_jax.gain import effective_params, entropy, gain_of, set_gain
 from ngm_jax.model_fns import ModelFns, check_logits, model_fns
 from ngm_jax.models import MLP, standardise_mnist
@@ -172,9 +173,6 @@ def make_train_parts(
       params = effective_params(params, gain, mask)
     return net.apply(params, model_state, preprocess(images), train=train, key=key)
 
-  def current_gain(opt_state):
-    return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
-
   def loss_fn(params, model_state, gain, images, labels, key):
     logits, model_state = forward(params, model_state, gain, images, True, key)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
@@ -189,14 +187,14 @@ def make_train_parts(
     opt_state = state.opt_state
     if spec.reset_at_task_boundaries:
       opt_state = _reset_at_boundary(tx, iters, state, opt_state)
-    gain = current_gain(opt_state)
+    gain = _current_gain(opt_state)
     dropout_key = jax.random.fold_in(augment_key, 1)
     (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.model_state, gain, images, labels, dropout_key)
     h = entropy(jax.lax.stop_gradient(logits))
     updates, opt_state = tx.update(grads, opt_state, state.params, entropy=h)
     params = optax.apply_updates(state.params, updates)
-    new_gain = current_gain(opt_state)
+    new_gain = _current_gain(opt_state)
     record = {"gain": new_gain, "entropy": h, "train_loss": loss}
     return state._replace(params=params, model_state=model_state, opt_state=opt_state,
                           sampler_state=sampler_state, key=key, step=state.step + 1,
@@ -204,44 +202,31 @@ def make_train_parts(
 
   def evaluate(state: TrainState, images, labels):
     """Per-example correctness and loss ``[N]`` of the network as it is now."""
-    gain = current_gain(state.opt_state)
+    gain = _current_gain(state.opt_state)
     params = (state.params if spec.eval_params is None
               else spec.eval_params(state.params, state.opt_state))
     apply = lambda x: forward(params, state.model_state, gain, x, False)[0]
-    return _correct_and_loss(apply, images, labels, config.eval_batch_size)
-
-  def eval_interval(state, data):
-    if unroll:  # straight-line code: even a one-trip lax.scan compiles to a loop
-      records = []
-      for _ in range(config.eval_every):
-        state, record = train_step(state, data)
-        records.append(record)
-      steps = jax.tree.map(lambda *r: jnp.stack(r), *records)
-    else:
-      state, steps = jax.lax.scan(lambda s, _: train_step(s, data), state, None,
-                                  length=config.eval_every)
-    correct, losses = evaluate(state, data.test_images[:n_task1], data.test_labels[:n_task1])
-    return state, (steps, {"task1_acc": correct.mean(), "task1_loss": losses.mean()})
-
-  def task_eval(state, data):
-    correct, losses = evaluate(state, data.test_images, data.test_labels)
-    ids = data.test_task_ids
-    return {
-        "task_acc": jax.ops.segment_sum(correct, ids, num_tasks) / test_counts,
-        "task_loss": jax.ops.segment_sum(losses, ids, num_tasks) / test_counts,
-    }
+    return correct_and_loss(apply, images, labels, config.eval_batch_size)
 
   return TrainParts(
       init=functools.partial(_init_state, net, tx, preprocess, sampler),
       step=train_step,
-      eval_interval=eval_interval,
-      task_eval=task_eval,
+      eval_interval=functools.partial(eval_interval, train_step, evaluate, config.eval_every,
+                                      n_task1, unroll),
+      task_eval=functools.partial(task_eval, evaluate, num_tasks, test_counts),
       num_intervals=num_tasks * iters // config.eval_every,
       intervals_per_task_eval=config.task_eval_every // config.eval_every,
       data=data,
       optimizer=spec,
       model=net,
   )
+
+
+def _current_gain(opt_state: Any) -> jax.Array:
+  """The gain in ``opt_state`` (float32 scalar), 1 for a transformation without one."""
+  return jnp.asarray(gain_of(opt_state, default=1.0), jnp.float32)
+
+
 
 
 def _reset_at_boundary(tx: optax.GradientTransformation, iterations_per_task: int,
@@ -256,25 +241,6 @@ def _reset_at_boundary(tx: optax.GradientTransformation, iterations_per_task: in
   boundary = (state.step > 0) & (state.step % iterations_per_task == 0)
   return jax.tree.map(lambda f, o: jnp.where(boundary, f, o), fresh, opt_state)
 
-
-def _correct_and_loss(apply: Callable[[jax.Array], jax.Array], images: jax.Array,
-                      labels: jax.Array, batch_size: int | None) -> tuple[jax.Array, jax.Array]:
-  """Per-example correctness (0/1) and cross-entropy (nats), each ``[N]``,
-  of ``apply: images -> logits``, in batches of ``batch_size`` (None: one)."""
-  def chunk(xy):
-    logits = apply(xy[0])
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, xy[1])
-    return (jnp.argmax(logits, -1) == xy[1]).astype(jnp.float32), losses
-
-  n = len(labels)
-  if batch_size is None or n <= batch_size:
-    return chunk((images, labels))
-  pad = -n % batch_size
-  padded = (jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1)),
-            jnp.pad(labels, (0, pad)))
-  batched = jax.tree.map(lambda a: a.reshape((-1, batch_size) + a.shape[1:]), padded)
-  correct, losses = jax.lax.map(chunk, batched)
-  return correct.reshape(-1)[:n], losses.reshape(-1)[:n]
 
 
 def _init_state(net: ModelFns, tx: optax.GradientTransformation, preprocess: Callable,
