@@ -9,10 +9,12 @@ than letting the run fail later, out of memory.
 from __future__ import annotations
 
 import os
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import numpy as np
+
+from ngm_jax.task_stream import TaskStream
 
 __all__ = [
     "DatasetTooLargeError",
@@ -26,21 +28,7 @@ class DatasetTooLargeError(ValueError):
   """A stream's arrays would not fit in the device's memory."""
 
 
-class StreamArrays(Protocol):
-  """What these checks read of a :class:`ngm_jax.streams.TaskStream` (which
-  imports this module, so it is described here rather than imported)."""
-
-  name: str
-  num_tasks: int
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  train_task_ends: np.ndarray
-  test_images: np.ndarray
-  test_labels: np.ndarray
-  test_task_ends: np.ndarray
-
-
-def stream_nbytes(stream: StreamArrays) -> int:
+def stream_nbytes(stream: TaskStream) -> int:
   """Bytes the trainer puts on the device for ``stream``: uint8 images and
   int32 labels of train and test, the task ends, and an int32 task id per
   test row."""
@@ -73,7 +61,7 @@ def _gib(n: float) -> str:
 
 
 def check_fits(
-    stream_or_nbytes: StreamArrays | int,
+    stream_or_nbytes: TaskStream | int,
     device: Any = None,
     fraction: float = 0.5,
 ) -> int:

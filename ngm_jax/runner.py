@@ -195,10 +195,11 @@ def run_benchmark(
       print(describe_resume(start, out, work, stream.num_tasks * config.iterations_per_task),
             flush=True)
     meta, curves = start.meta, dict(start.curves)
+    iterations = curve_iterations(config, stream.num_tasks)
     if work is not None and writer:
       results.write_json(work / "run.json", meta)
     run_log = logs.open_run_log(sinks, work, writer=writer, resume=start.previous, meta=meta,
-                                iterations=_iterations(stream, config))
+                                iterations=iterations)
     run = _Run(stream, config, keys, mesh, loop, seed_axis, work, writer, show_progress,
                start.checkpoints if checkpoint_every_s else None, checkpoint_every_s, run_log)
     wall_start = time.perf_counter()
@@ -207,18 +208,18 @@ def run_benchmark(
       for n, (label, part) in enumerate(parts.items(), 1):
         if label in curves:
           continue
-        if agree(stop.signum, False, work).signum is not None:
-          raise RunStopped(agree(stop.signum, False, work).signum, work)
+        signum = agree(stop.signum, False, work).signum  # one collective, every process
+        if signum is not None:
+          raise RunStopped(signum, work)
         pending = start.pending if start.pending and start.pending[1]["variant"] == label else None
         curves[label], meta["timings"][label] = _train_variant(
             run, label, n, len(parts), part, seed_hyperparams.get(label), stop, pending,
             start.checkpoints)
         if work is not None and writer:
-          results.save_result(results.Result(curves, _iterations(stream, config), meta), work)
+          results.save_result(results.Result(curves, iterations, meta), work)
           results.append_log(work, {"optimizer": label, **meta["timings"][label]})
     meta["wall_s"] = round(time.perf_counter() - wall_start, 1)
-    result = results.Result({label: curves[label] for label in variants},
-                            _iterations(stream, config), meta)
+    result = results.Result({label: curves[label] for label in variants}, iterations, meta)
     _finish(result, out, work, writer, start.checkpoints)
     return result
 
@@ -302,10 +303,6 @@ def _record(stream, config, variants, parts, net, data, keys, seeds, seed_hyperp
   return run_record(protocol, entries, execution=execution, mesh=mesh, extra=extra_meta)
 
 
-def _iterations(stream: TaskStream, config: TrainConfig) -> dict[str, np.ndarray]:
-  return curve_iterations(config, stream.num_tasks)
-
-
 class _Run(NamedTuple):
   """What every variant of a run shares."""
   stream: TaskStream
@@ -366,7 +363,7 @@ def _train_variant(run: _Run, label: str, n: int, count: int, part: Any, hyperpa
                                          resume=start_state, on_segment=actions))
   except Stopped as e:
     at = actions.saved_iterations if actions.saved_at_stop else e.iterations_done
-    raise RunStopped(agree(stop.signum, False, run.work).signum, run.work, label, at, total,
+    raise RunStopped(actions.signum, run.work, label, at, total,
                      checkpointed=actions.saved_at_stop) from None
   except Exception as e:  # pylint: disable=broad-except
     if peer_lost(e):  # a gather of the records, a save: another process is gone

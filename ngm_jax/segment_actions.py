@@ -106,6 +106,8 @@ class SegmentActions:
       :meth:`ngm_jax.logs.RunLog.segment`), or None.
 
   Attributes:
+    signum: the stop signal every process agreed on after the last segment
+      (None: none).
     saved_iterations: the iterations the newest checkpoint holds.
     saved_at_stop: whether that checkpoint was made because of a stop.
   """
@@ -121,6 +123,7 @@ class SegmentActions:
     self.every_s, self.before = every_s, dict(before or {})
     self.execution, self.folder, self.log = dict(execution or {}), folder, log
     self.last = time.perf_counter()
+    self.signum: int | None = None
     self.saved_iterations = 0
     self.saved_at_stop = False
 
@@ -130,6 +133,7 @@ class SegmentActions:
       self.log(done)
     timed = bool(self.every_s) and time.perf_counter() - self.last >= self.every_s
     signum, timed = agree(self.stop.signum, timed, self.folder)
+    self.signum = signum
     boundary = done.blocks_done % self.blocks_per_task == 0  # the last one: the variant's end
     if self.checkpoints is not None and done.state is not None and (
         signum is not None or boundary or timed):

@@ -205,3 +205,14 @@ def cifar100_dir(tmp_path):
 def mini_dir(tmp_path):
   folder = tmp_path / "mini"
   return folder, write_miniimagenet_pickles(folder)
+
+
+def stop_at(block, saved):
+  """A ``Segments.on_segment`` that stops a run after ``block`` blocks, keeping
+  its state (:attr:`ngm_jax.driver.SegmentDone.state`) in ``saved["state"]``."""
+  def on_segment(done):
+    if done.blocks_done >= block:
+      saved["state"] = done.state()
+      return True
+    return False
+  return on_segment

@@ -40,7 +40,7 @@ from ngm_jax.execution import Segments, Stopped, train_seeds
 from ngm_jax.sharding import run_mesh
 from ngm_jax.streams import split_mnist
 from ngm_jax.train import TrainConfig, _scanned, assemble_curves, make_train_parts, seed_keys
-from tests.conftest import damage_checkpoint, fake_mnist, write_mnist_idx
+from tests.conftest import damage_checkpoint, fake_mnist, stop_at, write_mnist_idx
 
 pytestmark = pytest.mark.slow  # subprocesses killed and resumed, segmented runs
 
@@ -156,15 +156,6 @@ def _assert_resumed_from(curves, reference, blocks, per_block=3):
     assert not np.array_equal(curves[name][:, cut:], reference[name][:, cut:]), name
 
 
-def _stop_at(block, saved):
-  def on_segment(done):
-    if done.blocks_done >= block:
-      saved["state"] = done.state()
-      return True
-    return False
-  return on_segment
-
-
 MODES = [("scan", "vmap"), ("chunked", "sequential"), ("scan", "sequential"), ("scan", "map"),
          ("chunked", "vmap"), ("chunked", "map")]
 
@@ -181,7 +172,7 @@ def test_every_mode_stops_and_resumes_mid_variant_bit_for_bit(stream, loop, seed
   assert timing["segments"] == 5
   saved = {}
   with pytest.raises(Stopped) as stopped:
-    run(segments=Segments(blocks_per_task=2, on_segment=_stop_at(4, saved)))
+    run(segments=Segments(blocks_per_task=2, on_segment=stop_at(4, saved)))
   assert stopped.value.blocks_done == 4 and stopped.value.iterations_done == 12
   carry, records, blocks = saved["state"]
   assert blocks in (4, 5)  # the segment in flight is collected too
@@ -204,7 +195,7 @@ def test_a_checkpoint_of_one_mode_resumes_in_another(stream):
   saved = {}
   with pytest.raises(Stopped):
     train_seeds(chunked, keys, loop="chunked", seed_axis="sequential",
-                segments=Segments(blocks_per_task=2, on_segment=_stop_at(3, saved)))
+                segments=Segments(blocks_per_task=2, on_segment=stop_at(3, saved)))
   parts = make_train_parts(stream, "ngm_sgd", CONFIG)
   reference, _ = train_seeds(parts, keys, loop="scan", seed_axis="sequential")
   for seed_axis in ("sequential", "map"):
@@ -252,7 +243,7 @@ def test_seed_chunks_stop_and_resume_too(stream):
   _assert_close(curves, reference)
   with pytest.raises(Stopped):
     train_seeds(parts, keys, mesh=run_mesh(1),
-                segments=Segments(blocks_per_task=2, on_segment=_stop_at(4, saved)))
+                segments=Segments(blocks_per_task=2, on_segment=stop_at(4, saved)))
   curves, timing = train_seeds(parts, keys, mesh=run_mesh(1), memory_budget=1,
                                segments=Segments(blocks_per_task=2, resume=saved["state"]))
   assert timing["chunks"] == 3 and timing["segments"] == 10 - saved["state"][2]

@@ -31,7 +31,7 @@ from ngm_jax.checkpoint import RunStopped  # pylint: disable=g-import-not-at-top
 from ngm_jax.execution import Segments, Stopped, train_seeds  # pylint: disable=g-import-not-at-top
 from ngm_jax.sharding import run_mesh  # pylint: disable=g-import-not-at-top
 from ngm_jax.train import TrainConfig, make_train_parts, seed_keys  # pylint: disable=g-import-not-at-top
-from tests.conftest import fake_mnist  # pylint: disable=g-import-not-at-top
+from tests.conftest import fake_mnist, stop_at  # pylint: disable=g-import-not-at-top
 
 out, run_dir = sys.argv[1], Path(sys.argv[2])
 assert jax.device_count() == 3, jax.devices()
@@ -45,15 +45,6 @@ saved = {}
 def keep(case, curves, timing):
   saved.update({f"{case}/{k}": v for k, v in curves.items()})
   saved[f"{case}/_segments"] = np.asarray(timing["segments"])
-
-
-def stop_at(block, state):
-  def on_segment(done):
-    if done.blocks_done >= block:
-      state["state"] = done.state()
-      return True
-    return False
-  return on_segment
 
 
 for loop, seed_axis, other in (("scan", "shard", 3), ("chunked", "shard", 3),
